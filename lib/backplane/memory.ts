@@ -1,0 +1,21 @@
+import type { Backplane, Deliver, Envelope } from './types.js'
+import type { DeliveryResult } from '../types.js'
+
+/** The embedded backplane: one process, delivery in the publishing call. */
+export class MemoryBackplane implements Backplane {
+  #deliver: Deliver | undefined
+
+  async start (deliver: Deliver): Promise<void> {
+    this.#deliver = deliver
+  }
+
+  async publish (envelope: Envelope): Promise<DeliveryResult> {
+    // Before start (the app is not ready) no connection can exist.
+    if (this.#deliver === undefined) return { id: envelope.id, delivered: 0, dropped: 0 }
+    return this.#deliver(envelope)
+  }
+
+  async close (): Promise<void> {
+    this.#deliver = undefined
+  }
+}

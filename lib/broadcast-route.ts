@@ -1,0 +1,65 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { hasScope, verifyRequest } from './auth.js'
+import { InvalidBroadcastError, ScopeForbiddenError } from './errors.js'
+import type { Fanout } from './fanout.js'
+import type { ResolvedOptions } from './options.js'
+
+/** Body of `POST /broadcast`. */
+export interface BroadcastBody {
+  data: unknown
+  users?: string[]
+  except?: string[]
+}
+
+const userIds = {
+  type: 'array',
+  maxItems: 10_000,
+  items: { type: 'string', minLength: 1, maxLength: 512 }
+} as const
+
+export const broadcastBodySchema = {
+  type: 'object',
+  required: ['data'],
+  // propertyNames, not additionalProperties: Fastify's Ajv silently removes
+  // unknown properties, and a typo such as `user` must not turn a targeted
+  // message into a broadcast to everyone.
+  propertyNames: { enum: ['data', 'users', 'except'] },
+  properties: { data: {}, users: userIds, except: userIds }
+} as const
+
+const resultSchema = {
+  type: 'object',
+  properties: {
+    id: { type: 'string' },
+    delivered: { type: 'integer' },
+    dropped: { type: 'integer' }
+  }
+} as const
+
+/** `POST /broadcast`: for other services, with a token that holds the broadcast scope. */
+export function registerBroadcastRoute (scope: FastifyInstance, options: ResolvedOptions, fanout: Fanout): void {
+  async function authorize (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const claims = await verifyRequest(request, reply)
+    if (!hasScope(claims, options.scopeClaim, options.broadcastScope)) {
+      reply.header('www-authenticate', `Bearer error="insufficient_scope", scope="${options.broadcastScope}"`)
+      throw new ScopeForbiddenError(options.broadcastScope)
+    }
+  }
+
+  scope.route<{ Body: BroadcastBody }>({
+    method: 'POST',
+    url: options.broadcastPath as string,
+    bodyLimit: options.bodyLimit,
+    onRequest: authorize,
+    schema: { body: broadcastBodySchema, response: { 202: resultSchema } },
+    attachValidation: true,
+    async handler (request, reply) {
+      if (request.validationError !== undefined) {
+        throw new InvalidBroadcastError(request.validationError.message)
+      }
+      const { data, users, except } = request.body
+      const result = await fanout.publish(data, { users, except })
+      return reply.code(202).send(result)
+    }
+  })
+}

@@ -1,0 +1,107 @@
+import type { Connection } from './connection.js'
+import type { Backplane, Envelope } from './backplane/types.js'
+import { encodeMessage } from './message.js'
+import type { FanoutMetrics } from './metrics.js'
+import type { Registry } from './registry.js'
+import type { BroadcastTarget, DeliveryResult } from './types.js'
+
+/**
+ * Fan-out: a message is encoded once where it is accepted, travels through
+ * the backplane as those bytes, and the same Buffer is written to every
+ * matching local connection.
+ */
+export class Fanout {
+  readonly #instanceId: string
+  readonly #registry: Registry
+  readonly #metrics: FanoutMetrics
+  readonly #backplane: Backplane
+  #sequence = 0
+
+  constructor (instanceId: string, registry: Registry, metrics: FanoutMetrics, backplane: Backplane) {
+    this.#instanceId = instanceId
+    this.#registry = registry
+    this.#metrics = metrics
+    this.#backplane = backplane
+  }
+
+  /** A message id unique across instances: this instance's id and a counter. */
+  nextId (): string {
+    return this.#instanceId + ':' + (++this.#sequence).toString(36)
+  }
+
+  /** Writes straight to a connection of this instance: no backplane hop. */
+  sendToConnection (connection: Connection, data: unknown): boolean {
+    const started = process.hrtime.bigint()
+    const payload = encodeMessage(this.nextId(), data)
+    const tally = newTally()
+    write(connection, payload, tally)
+    this.#record(tally, payload.length, started)
+    return tally.delivered === 1
+  }
+
+  publish (data: unknown, target: BroadcastTarget & { connectionId?: string } = {}): Promise<DeliveryResult> {
+    const id = this.nextId()
+    const envelope: Envelope = {
+      id,
+      payload: encodeMessage(id, data),
+      users: target.users,
+      except: target.except,
+      connectionId: target.connectionId
+    }
+    return this.#backplane.publish(envelope)
+  }
+
+  /** Writes an envelope to the local connections it targets. */
+  deliver (envelope: Envelope): DeliveryResult {
+    const started = process.hrtime.bigint()
+    const { payload, users, connectionId } = envelope
+    const except = envelope.except !== undefined && envelope.except.length > 0 ? new Set(envelope.except) : undefined
+    const tally = newTally()
+
+    if (connectionId !== undefined) {
+      const connection = this.#registry.get(connectionId)
+      if (connection !== undefined) write(connection, payload, tally)
+    } else if (users !== undefined) {
+      // A user named twice still gets one copy.
+      for (const userId of new Set(users)) {
+        if (except?.has(userId) === true) continue
+        for (const connection of this.#registry.ofUser(userId)) write(connection, payload, tally)
+      }
+    } else {
+      for (const connection of this.#registry.values()) {
+        if (except?.has(connection.userId) === true) continue
+        write(connection, payload, tally)
+      }
+    }
+
+    this.#record(tally, payload.length, started)
+    return { id: envelope.id, delivered: tally.delivered, dropped: tally.slow + tally.notOpen }
+  }
+
+  // Metrics move once per message, not once per connection.
+  #record (tally: Tally, bytes: number, started: bigint): void {
+    const metrics = this.#metrics
+    metrics.broadcasts.inc()
+    if (tally.delivered > 0) {
+      metrics.messagesSent.inc(tally.delivered)
+      metrics.bytesSent.inc(tally.delivered * bytes)
+    }
+    if (tally.slow > 0) metrics.dropped('slow_consumer', tally.slow)
+    if (tally.notOpen > 0) metrics.dropped('not_open', tally.notOpen)
+    metrics.broadcastDuration.observe(Number(process.hrtime.bigint() - started) / 1e9)
+  }
+}
+
+interface Tally { delivered: number, slow: number, notOpen: number }
+
+function newTally (): Tally {
+  return { delivered: 0, slow: 0, notOpen: 0 }
+}
+
+function write (connection: Connection, payload: Buffer, tally: Tally): void {
+  switch (connection.write(payload)) {
+    case 'sent': tally.delivered++; break
+    case 'slow': tally.slow++; break
+    case 'not_open': tally.notOpen++; break
+  }
+}

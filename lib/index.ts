@@ -1,0 +1,148 @@
+import { randomBytes } from 'node:crypto'
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
+import fp from 'fastify-plugin'
+import fastifyJwt from '@fastify/jwt'
+import fastifyWebsocket from '@fastify/websocket'
+import fastifyMetricsModule, { type IMetricsPluginOptions } from 'fastify-metrics'
+import { WebSocket } from 'ws'
+import { extractToken, JWT_VERIFY, selectProtocol } from './auth.js'
+import { MemoryBackplane } from './backplane/memory.js'
+import { registerBroadcastRoute } from './broadcast-route.js'
+import { createDecorator } from './decorator.js'
+import { registerEndpoint } from './endpoint.js'
+import { InvalidOptionError, WebSocketAlreadyRegisteredError } from './errors.js'
+import { Fanout } from './fanout.js'
+import { Heartbeat } from './heartbeat.js'
+import { FanoutMetrics } from './metrics.js'
+import { resolveOptions, type ResolvedOptions } from './options.js'
+import { Registry } from './registry.js'
+import { closeClients } from './shutdown.js'
+import type { FanoutOptions } from './types.js'
+
+// fastify-metrics is CommonJS with `exports.default`: from ESM its plugin is one level down.
+const fastifyMetrics = fastifyMetricsModule.default
+
+async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Promise<void> {
+  const options = resolveOptions(rawOptions)
+  if (fastify.hasDecorator('websocketServer')) throw new WebSocketAlreadyRegisteredError()
+  if (options.metrics.serve && fastify.hasDecorator('metrics')) {
+    throw new InvalidOptionError('metrics', 'cannot serve /metrics: fastify-metrics is already registered; set `metrics: { serve: false }` and expose `fastify.fanout.metricsRegistry` through your own')
+  }
+
+  const instanceId = randomBytes(6).toString('base64url')
+  const registry = new Registry()
+  const metrics = new FanoutMetrics(options.metrics.registry, () => registry.size)
+  const backplane = new MemoryBackplane()
+  const engine = new Fanout(instanceId, registry, metrics, backplane)
+  const heartbeat = new Heartbeat(options.heartbeatInterval, registry, metrics, fastify.log)
+  let closing = false
+  let connectionSequence = 0
+
+  await fastify.register(fastifyWebsocket, {
+    options: websocketServerOptions(options),
+    // Replaces @fastify/websocket's default (close without a code): refuse new
+    // upgrades, stop pinging, then 1001 to everyone and wait for them.
+    async preClose () {
+      closing = true
+      heartbeat.stop()
+      await closeClients(fastify.websocketServer, options.closeTimeout, fastify.log)
+    },
+    errorHandler (error, socket, request) {
+      // ws has already sent the matching close code (1002, 1007, 1009...) for
+      // protocol errors; only a socket still open needs ending here.
+      request.log.info({ err: error }, 'fanout: websocket error')
+      if (socket.readyState === WebSocket.OPEN) socket.terminate()
+    }
+  })
+  if (options.metrics.serve) await fastify.register(fastifyMetrics, metricsPluginOptions(options.metrics))
+
+  fastify.decorate('fanout', createDecorator(registry, engine, metrics))
+
+  // Our routes and our @fastify/jwt live in their own encapsulated context so
+  // that they never clash with the app's own JWT setup or hooks.
+  await fastify.register(async function fanoutRoutes (scope) {
+    await scope.register(fastifyJwt, {
+      ...options.jwt,
+      namespace: `fanout_${instanceId}`,
+      jwtVerify: JWT_VERIFY,
+      verify: { ...options.jwt.verify, extractToken }
+    })
+    registerEndpoint(scope, {
+      options,
+      registry,
+      metrics,
+      connections: {
+        registry,
+        metrics,
+        log: fastify.log,
+        maxBufferedBytes: options.maxBufferedBytes,
+        closeSlowConsumers: options.slowConsumer === 'close',
+        send: (connection, data) => engine.sendToConnection(connection, data)
+      },
+      nextConnectionId: () => instanceId + '.' + (++connectionSequence).toString(36),
+      isClosing: () => closing
+    })
+    if (options.broadcastPath !== false) registerBroadcastRoute(scope, options, engine)
+  })
+
+  fastify.addHook('onReady', async () => {
+    await backplane.start((envelope) => engine.deliver(envelope))
+    heartbeat.start()
+  })
+  fastify.addHook('onClose', async () => {
+    heartbeat.stop()
+    await backplane.close()
+  })
+}
+
+function websocketServerOptions (options: ResolvedOptions): fastifyWebsocket.WebsocketPluginOptions['options'] {
+  const serverOptions: fastifyWebsocket.WebsocketPluginOptions['options'] & { closeTimeout: number } = {
+    maxPayload: options.maxPayload,
+    handleProtocols: selectProtocol,
+    closeTimeout: options.closeTimeout,
+    perMessageDeflate: options.compression === false
+      ? false
+      : {
+          threshold: options.compression.threshold,
+          zlibDeflateOptions: { level: options.compression.level },
+          // Each message compressed on its own: no per-connection deflate
+          // window held between messages.
+          serverNoContextTakeover: true,
+          clientNoContextTakeover: true
+        }
+  }
+  return serverOptions
+}
+
+function metricsPluginOptions (metrics: ResolvedOptions['metrics']): Partial<IMetricsPluginOptions> {
+  const { registry, fastifyMetrics: extra } = metrics
+  const overrides = extra.routeMetrics?.overrides
+  // Everything goes to the instance's own registry, never prom-client's global
+  // one, so two Fastify instances in one process do not collide.
+  return {
+    ...extra,
+    endpoint: metrics.endpoint,
+    defaultMetrics: { enabled: true, ...extra.defaultMetrics, register: registry },
+    routeMetrics: {
+      enabled: true,
+      ...extra.routeMetrics,
+      overrides: {
+        ...overrides,
+        histogram: { ...overrides?.histogram, registers: [registry] },
+        summary: { ...overrides?.summary, registers: [registry] }
+      }
+    }
+  }
+}
+
+const plugin: FastifyPluginAsync<FanoutOptions> = fp(fanout, {
+  fastify: '5.x',
+  name: 'fastify-fanout'
+})
+
+export default plugin
+export { plugin as fanout }
+export { CloseCode } from './close-codes.js'
+export { SUBPROTOCOL, TOKEN_PROTOCOL_PREFIX } from './auth.js'
+export * as errors from './errors.js'
+export type * from './types.js'

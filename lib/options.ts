@@ -1,0 +1,173 @@
+import { Registry } from 'prom-client'
+import type { FastifyJWTOptions } from '@fastify/jwt'
+import type { IMetricsPluginOptions } from 'fastify-metrics'
+import { InvalidOptionError } from './errors.js'
+import { parseOriginPolicy, type OriginPolicy } from './origin.js'
+import type { FanoutOptions, SlowConsumerPolicy } from './types.js'
+
+/** Options after defaults and validation: every field present, frozen. */
+export interface ResolvedOptions {
+  readonly jwt: FastifyJWTOptions
+  readonly path: string
+  readonly broadcastPath: string | false
+  readonly userClaim: string
+  readonly scopeClaim: string
+  readonly broadcastScope: string
+  readonly origins: OriginPolicy
+  readonly maxConnections: number
+  readonly maxConnectionsPerUser: number
+  readonly maxPayload: number
+  readonly bodyLimit: number
+  readonly maxBufferedBytes: number
+  readonly slowConsumer: SlowConsumerPolicy
+  readonly heartbeatInterval: number
+  readonly compression: false | { readonly threshold: number, readonly level: number }
+  readonly closeTimeout: number
+  readonly metrics: {
+    readonly registry: Registry
+    readonly serve: boolean
+    readonly endpoint: string
+    readonly fastifyMetrics: Partial<Omit<IMetricsPluginOptions, 'endpoint'>>
+  }
+}
+
+export const defaults = {
+  path: '/ws',
+  broadcastPath: '/broadcast',
+  userClaim: 'sub',
+  scopeClaim: 'scope',
+  broadcastScope: 'broadcast',
+  maxConnections: Infinity,
+  maxConnectionsPerUser: Infinity,
+  maxPayload: 64 * 1024,
+  bodyLimit: 1024 * 1024,
+  maxBufferedBytes: 1024 * 1024,
+  slowConsumer: 'close',
+  heartbeatInterval: 30_000,
+  compressionThreshold: 1024,
+  compressionLevel: 1,
+  closeTimeout: 5000,
+  metricsEndpoint: '/metrics'
+} as const
+
+export function resolveOptions (options: FanoutOptions): ResolvedOptions {
+  if (options === null || typeof options !== 'object') {
+    throw new InvalidOptionError('options', 'must be an object with at least `jwt: { secret }`')
+  }
+  const jwt = options.jwt
+  if (jwt === null || typeof jwt !== 'object' || jwt.secret === undefined || jwt.secret === null || jwt.secret === '') {
+    throw new InvalidOptionError('jwt', 'must be @fastify/jwt options with a `secret` (e.g. `jwt: { secret: process.env.JWT_SECRET }`)')
+  }
+
+  const path = routePath('path', options.path ?? defaults.path)
+  const broadcastPath = options.broadcastPath === false
+    ? false
+    : routePath('broadcastPath', options.broadcastPath ?? defaults.broadcastPath)
+  if (broadcastPath === path) {
+    throw new InvalidOptionError('broadcastPath', `must differ from \`path\` (both are ${path})`)
+  }
+
+  const slowConsumer = options.slowConsumer ?? defaults.slowConsumer
+  if (slowConsumer !== 'close' && slowConsumer !== 'drop') {
+    throw new InvalidOptionError('slowConsumer', `must be 'close' or 'drop', got ${JSON.stringify(slowConsumer)}`)
+  }
+
+  const heartbeatInterval = options.heartbeatInterval ?? defaults.heartbeatInterval
+  if (heartbeatInterval !== 0) integer('heartbeatInterval', heartbeatInterval, 10, 2 ** 31 - 1, 'milliseconds (or 0 to turn heartbeats off)')
+
+  return Object.freeze({
+    jwt,
+    path,
+    broadcastPath,
+    userClaim: nonEmptyString('userClaim', options.userClaim ?? defaults.userClaim),
+    scopeClaim: nonEmptyString('scopeClaim', options.scopeClaim ?? defaults.scopeClaim),
+    broadcastScope: scopeName(options.broadcastScope ?? defaults.broadcastScope),
+    origins: originPolicy(options.allowedOrigins),
+    maxConnections: limit('maxConnections', options.maxConnections ?? defaults.maxConnections),
+    maxConnectionsPerUser: limit('maxConnectionsPerUser', options.maxConnectionsPerUser ?? defaults.maxConnectionsPerUser),
+    maxPayload: integer('maxPayload', options.maxPayload ?? defaults.maxPayload, 1, 2 ** 31 - 1, 'bytes'),
+    bodyLimit: integer('bodyLimit', options.bodyLimit ?? defaults.bodyLimit, 1, 2 ** 31 - 1, 'bytes'),
+    maxBufferedBytes: integer('maxBufferedBytes', options.maxBufferedBytes ?? defaults.maxBufferedBytes, 1, 2 ** 31 - 1, 'bytes'),
+    slowConsumer,
+    heartbeatInterval,
+    compression: compression(options.compression),
+    closeTimeout: integer('closeTimeout', options.closeTimeout ?? defaults.closeTimeout, 0, 2 ** 31 - 1, 'milliseconds'),
+    metrics: metrics(options.metrics)
+  })
+}
+
+function routePath (name: string, value: unknown): string {
+  if (typeof value !== 'string' || !value.startsWith('/')) {
+    throw new InvalidOptionError(name, `must be a path starting with '/', got ${JSON.stringify(value)}`)
+  }
+  return value
+}
+
+function nonEmptyString (name: string, value: unknown): string {
+  if (typeof value !== 'string' || value === '') {
+    throw new InvalidOptionError(name, `must be a non-empty string, got ${JSON.stringify(value)}`)
+  }
+  return value
+}
+
+function scopeName (value: unknown): string {
+  const scope = nonEmptyString('broadcastScope', value)
+  if (/\s/.test(scope)) {
+    throw new InvalidOptionError('broadcastScope', `must be one scope name without spaces, got ${JSON.stringify(scope)}`)
+  }
+  return scope
+}
+
+function integer (name: string, value: unknown, min: number, max: number, unit: string): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidOptionError(name, `must be an integer number of ${unit} from ${min} to ${max}, got ${JSON.stringify(value)}`)
+  }
+  return value
+}
+
+function limit (name: string, value: unknown): number {
+  if (value === Infinity) return value
+  return integer(name, value, 1, Number.MAX_SAFE_INTEGER, 'connections (or Infinity)')
+}
+
+function originPolicy (value: unknown): OriginPolicy {
+  if (value === undefined) return parseOriginPolicy(undefined)
+  if (!Array.isArray(value) || value.some((entry) => typeof entry !== 'string')) {
+    throw new InvalidOptionError('allowedOrigins', 'must be an array of origins such as \'https://app.example.com\', \'https://*.example.com\' or \'*\'')
+  }
+  try {
+    return parseOriginPolicy(value)
+  } catch (err) {
+    throw new InvalidOptionError('allowedOrigins', (err as Error).message)
+  }
+}
+
+function compression (value: FanoutOptions['compression']): ResolvedOptions['compression'] {
+  if (value === undefined || value === false) return false
+  if (value === true) value = {}
+  if (value === null || typeof value !== 'object') {
+    throw new InvalidOptionError('compression', 'must be false, true or { threshold, level }')
+  }
+  return Object.freeze({
+    threshold: integer('compression.threshold', value.threshold ?? defaults.compressionThreshold, 0, 2 ** 31 - 1, 'bytes'),
+    level: integer('compression.level', value.level ?? defaults.compressionLevel, 1, 9, 'zlib level')
+  })
+}
+
+function metrics (value: FanoutOptions['metrics']): ResolvedOptions['metrics'] {
+  if (value === undefined || value === true) value = {}
+  if (value === false) value = { serve: false }
+  if (value === null || typeof value !== 'object') {
+    throw new InvalidOptionError('metrics', 'must be true, false or { registry, serve, endpoint, fastifyMetrics }')
+  }
+  // Duck-typed: the app may hold its own copy of prom-client.
+  if (value.registry !== undefined && typeof value.registry?.registerMetric !== 'function') {
+    throw new InvalidOptionError('metrics.registry', 'must be a prom-client Registry')
+  }
+  return Object.freeze({
+    registry: value.registry ?? new Registry(),
+    serve: value.serve ?? true,
+    endpoint: routePath('metrics.endpoint', value.endpoint ?? defaults.metricsEndpoint),
+    fastifyMetrics: value.fastifyMetrics ?? {}
+  })
+}

@@ -1,0 +1,30 @@
+import { WebSocket, type WebSocketServer } from 'ws'
+import type { FastifyBaseLogger } from 'fastify'
+import { CloseCode } from './close-codes.js'
+
+/**
+ * Closes every client with 1001 (going away) and waits for the closing
+ * handshakes, up to `timeout` ms, then terminates the rest. Each client's
+ * close frame queues behind the messages already written to it, so what was
+ * accepted before shutdown still arrives first.
+ */
+export async function closeClients (server: WebSocketServer, timeout: number, log: FastifyBaseLogger): Promise<void> {
+  const open = new Set(server.clients)
+  if (open.size === 0) return
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(() => {
+      log.warn({ clients: open.size, timeout }, 'fanout: clients did not finish closing in time, terminating them')
+      for (const client of open) client.terminate()
+    }, timeout)
+    for (const client of open) {
+      client.once('close', () => {
+        open.delete(client)
+        if (open.size === 0) {
+          clearTimeout(timer)
+          resolve()
+        }
+      })
+      if (client.readyState === WebSocket.OPEN) client.close(CloseCode.GOING_AWAY, 'server shutting down')
+    }
+  })
+}

@@ -1,0 +1,217 @@
+import type { FastifyJWTOptions } from '@fastify/jwt'
+import type { Registry } from 'prom-client'
+import type { IMetricsPluginOptions } from 'fastify-metrics'
+
+/** What happens to a connection whose unsent bytes exceed `maxBufferedBytes`. */
+export type SlowConsumerPolicy = 'close' | 'drop'
+
+/** permessage-deflate settings. */
+export interface CompressionOptions {
+  /**
+   * Messages smaller than this many bytes are sent uncompressed: deflate costs
+   * more CPU than it saves bandwidth on small frames.
+   * @defaultValue 1024
+   */
+  threshold?: number
+  /**
+   * zlib level, 1 (fastest) to 9 (smallest).
+   * @defaultValue 1
+   */
+  level?: number
+}
+
+/** Metrics settings. Metrics are always collected; these choose how they are served. */
+export interface MetricsOptions {
+  /**
+   * The prom-client registry to collect into. Each Fastify instance gets its
+   * own by default, so two instances in one process never collide.
+   */
+  registry?: Registry
+  /**
+   * Register fastify-metrics to serve `/metrics` (with its HTTP metrics).
+   * Set to `false` when the app serves the registry itself.
+   * @defaultValue true
+   */
+  serve?: boolean
+  /**
+   * The route that serves metrics.
+   * @defaultValue '/metrics'
+   */
+  endpoint?: string
+  /** Further fastify-metrics options (default and route metrics). */
+  fastifyMetrics?: Partial<Omit<IMetricsPluginOptions, 'endpoint'>>
+}
+
+/** Options of `fastify.register(fanout, options)`. */
+export interface FanoutOptions {
+  /**
+   * @fastify/jwt options used to verify tokens (at least `secret`; any
+   * `verify` option such as `algorithms`, `allowedIss` or `allowedAud`).
+   * fastify-fanout registers its own @fastify/jwt with them, in its own
+   * encapsulated context, so it never clashes with the app's.
+   */
+  jwt: FastifyJWTOptions
+  /**
+   * Path of the WebSocket endpoint.
+   * @defaultValue '/ws'
+   */
+  path?: string
+  /**
+   * Path of the broadcast route, or `false` to not add it.
+   * @defaultValue '/broadcast'
+   */
+  broadcastPath?: string | false
+  /**
+   * Token claim that holds the user id.
+   * @defaultValue 'sub'
+   */
+  userClaim?: string
+  /**
+   * Token claim that lists scopes (space-separated string, as in OAuth 2, or an array).
+   * @defaultValue 'scope'
+   */
+  scopeClaim?: string
+  /**
+   * Scope a token needs to call the broadcast route.
+   * @defaultValue 'broadcast'
+   */
+  broadcastScope?: string
+  /**
+   * Browser origins allowed to connect: exact origins (`https://app.example.com`),
+   * wildcards (`https://*.example.com`) or `'*'` for any. Requests without an
+   * Origin header (non-browser clients) are always accepted.
+   * @defaultValue same-origin only
+   */
+  allowedOrigins?: string[]
+  /**
+   * Most connections this instance accepts; beyond it upgrades get 503.
+   * @defaultValue Infinity
+   */
+  maxConnections?: number
+  /**
+   * Most connections one user may hold on this instance; beyond it upgrades get 429.
+   * @defaultValue Infinity
+   */
+  maxConnectionsPerUser?: number
+  /**
+   * Largest frame a client may send, in bytes; larger frames close the connection with 1009.
+   * @defaultValue 65536
+   */
+  maxPayload?: number
+  /**
+   * Largest broadcast request body, in bytes; larger ones get 413.
+   * @defaultValue 1048576
+   */
+  bodyLimit?: number
+  /**
+   * Most bytes that may wait unsent for one connection before it counts as a slow consumer.
+   * @defaultValue 1048576
+   */
+  maxBufferedBytes?: number
+  /**
+   * `'close'` closes a slow consumer with code 4008; `'drop'` keeps it and drops
+   * the messages that do not fit.
+   * @defaultValue 'close'
+   */
+  slowConsumer?: SlowConsumerPolicy
+  /**
+   * Milliseconds between pings; a connection silent for two intervals is
+   * terminated. `0` turns heartbeats off.
+   * @defaultValue 30000
+   */
+  heartbeatInterval?: number
+  /**
+   * permessage-deflate: `false` (off), `true` (defaults) or settings.
+   * @defaultValue false
+   */
+  compression?: boolean | CompressionOptions
+  /**
+   * Milliseconds `fastify.close()` waits for clients to finish the closing
+   * handshake before it terminates the rest.
+   * @defaultValue 5000
+   */
+  closeTimeout?: number
+  /**
+   * Metrics settings, or `false` to not serve `/metrics` (metrics are still
+   * collected in `fastify.fanout.metricsRegistry`).
+   * @defaultValue true
+   */
+  metrics?: boolean | MetricsOptions
+}
+
+/** Who a broadcast goes to. */
+export interface BroadcastTarget {
+  /** Only these users' connections (default: everyone). */
+  users?: readonly string[]
+  /** Skip these users' connections. */
+  except?: readonly string[]
+}
+
+/** What a send or broadcast did on this instance. */
+export interface DeliveryResult {
+  /** Message id, as clients see it in the `id` member. */
+  id: string
+  /** Local connections the message was written to. */
+  delivered: number
+  /** Local connections that could not take it (slow consumers). */
+  dropped: number
+}
+
+/** The frame clients receive for every message (one JSON text frame). */
+export interface MessageFrame<T = unknown> {
+  type: 'message'
+  id: string
+  data: T
+}
+
+/** Claims of a verified token, as @fastify/jwt decoded them. */
+export type TokenClaims = Record<string, unknown>
+
+/** One live WebSocket connection, as the registry exposes it. */
+export interface FanoutConnection {
+  readonly id: string
+  readonly userId: string
+  /** The verified token's claims, kept for authorization decisions. */
+  readonly claims: TokenClaims
+  /** `Date.now()` when the connection opened. */
+  readonly connectedAt: number
+  /** Bytes written to this connection that the client has not yet taken. */
+  readonly bufferedAmount: number
+  /** Send `data` to this connection only. Returns whether it was written. */
+  send: (data: unknown) => boolean
+  /** Close with a code (1000 or 3000-4999) and a reason. */
+  close: (code?: number, reason?: string) => void
+}
+
+/** The `fastify.fanout` decorator. */
+export interface FanoutDecorator {
+  /** Number of open connections on this instance. */
+  readonly size: number
+  /** Number of distinct users connected to this instance. */
+  readonly userCount: number
+  /** The connection with this id, if it is on this instance. */
+  connection: (id: string) => FanoutConnection | undefined
+  /** This user's connections on this instance (empty when none). */
+  connectionsOf: (userId: string) => ReadonlySet<FanoutConnection>
+  /** Every open connection on this instance. */
+  connections: () => IterableIterator<FanoutConnection>
+  /** Send to everyone, or to `target.users`, skipping `target.except`. */
+  broadcast: (data: unknown, target?: BroadcastTarget) => Promise<DeliveryResult>
+  /** Send to every connection of one user. */
+  sendToUser: (userId: string, data: unknown) => Promise<DeliveryResult>
+  /** Send to one connection by id. */
+  sendTo: (connectionId: string, data: unknown) => Promise<DeliveryResult>
+  /**
+   * Close every connection of a user (e.g. on logout or ban). Returns how many were closed.
+   * @defaultValue code 4000, reason 'disconnected by server'
+   */
+  disconnectUser: (userId: string, code?: number, reason?: string) => number
+  /** The prom-client registry holding fastify-fanout's metrics. */
+  readonly metricsRegistry: Registry
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    fanout: FanoutDecorator
+  }
+}

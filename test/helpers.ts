@@ -1,0 +1,123 @@
+import { once } from 'node:events'
+import type { IncomingMessage } from 'node:http'
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import { createSigner } from 'fast-jwt'
+import { WebSocket, type ClientOptions } from 'ws'
+import fanout, { type FanoutOptions, type MessageFrame } from '../lib/index.js'
+
+export const SECRET = 'test-secret-that-is-long-enough-for-hs256'
+const sign = createSigner({ key: SECRET })
+
+type Test = Tap.Test
+
+/** A signed HS256 token for `claims` (pass `exp` in the past for an expired one). */
+export function token (claims: Record<string, unknown> = { sub: 'alice' }, key = SECRET): string {
+  return key === SECRET ? sign(claims) : createSigner({ key })(claims)
+}
+
+export function serviceToken (scope = 'broadcast'): string {
+  return token({ sub: 'service', scope })
+}
+
+export interface Built {
+  app: FastifyInstance
+  url: string
+  wsUrl: string
+}
+
+/** A listening app with fastify-fanout; closed when the test ends. */
+export async function build (t: Test, options: Partial<FanoutOptions> = {}, serverOptions: FastifyServerOptions = {}): Promise<Built> {
+  const app = Fastify(serverOptions)
+  t.teardown(() => app.close())
+  await app.register(fanout, { jwt: { secret: SECRET }, ...options })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as { port: number }
+  const path = options.path ?? '/ws'
+  return { app, url: `http://127.0.0.1:${port}`, wsUrl: `ws://127.0.0.1:${port}${path}` }
+}
+
+/** An open `ws` client authenticated with `jwt` (query parameter); terminated when the test ends. */
+export async function connect (t: Test, wsUrl: string, jwt = token(), options: ClientOptions = {}): Promise<WebSocket> {
+  const ws = new WebSocket(`${wsUrl}?token=${jwt}`, options)
+  t.teardown(() => ws.terminate())
+  await once(ws, 'open')
+  return ws
+}
+
+/** Resolves with the next message frame a client receives. */
+export async function nextMessage<T = unknown> (ws: WebSocket): Promise<MessageFrame<T>> {
+  const [data, isBinary] = await once(ws, 'message') as [Buffer, boolean]
+  if (isBinary) throw new Error('expected a text frame')
+  return JSON.parse(data.toString()) as MessageFrame<T>
+}
+
+/** Collects the next `count` messages. */
+export async function messages<T = unknown> (ws: WebSocket, count: number): Promise<Array<MessageFrame<T>>> {
+  const received: Array<MessageFrame<T>> = []
+  return await new Promise((resolve, reject) => {
+    function onMessage (data: Buffer): void {
+      received.push(JSON.parse(data.toString()) as MessageFrame<T>)
+      if (received.length === count) {
+        ws.off('message', onMessage)
+        resolve(received)
+      }
+    }
+    ws.on('message', onMessage)
+    ws.once('close', (code) => { if (received.length < count) reject(new Error(`closed with ${code} after ${received.length} of ${count} messages`)) })
+  })
+}
+
+export interface Rejection {
+  status: number
+  headers: IncomingMessage['headers']
+  body: { statusCode: number, code: string, error: string, message: string }
+}
+
+/** Attempts an upgrade that must fail; resolves with the HTTP answer. */
+export async function rejectedUpgrade (url: string, options: ClientOptions = {}, protocols?: string[]): Promise<Rejection> {
+  const ws = new WebSocket(url, protocols, options)
+  return await new Promise((resolve, reject) => {
+    ws.on('open', () => { ws.terminate(); reject(new Error('the upgrade succeeded')) })
+    ws.on('error', () => {}) // the 'unexpected-response' handler below settles the test
+    ws.on('unexpected-response', (_request, response: IncomingMessage) => {
+      let raw = ''
+      response.setEncoding('utf8')
+      response.on('data', (chunk: string) => { raw += chunk })
+      response.on('end', () => {
+        ws.terminate()
+        resolve({ status: response.statusCode ?? 0, headers: response.headers, body: JSON.parse(raw) })
+      })
+    })
+  })
+}
+
+/** Waits for a client to be closed; resolves with the close code and reason. */
+export async function closed (ws: WebSocket): Promise<{ code: number, reason: string }> {
+  if (ws.readyState === WebSocket.CLOSED) throw new Error('already closed')
+  const [code, reason] = await once(ws, 'close') as [number, Buffer]
+  return { code, reason: reason.toString() }
+}
+
+/** POSTs a broadcast with a service token. */
+export async function broadcast (url: string, body: unknown, jwt = serviceToken()): Promise<Response> {
+  return await fetch(`${url}/broadcast`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${jwt}`, 'content-type': 'application/json' },
+    body: typeof body === 'string' ? body : JSON.stringify(body)
+  })
+}
+
+/** Resolves once `condition()` holds, polling on the event loop (no fixed sleeps). */
+export async function until (condition: () => boolean, what: string, timeout = 5000): Promise<void> {
+  const deadline = Date.now() + timeout
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 5))
+  }
+}
+
+/** One metric sample's value from Prometheus text, or undefined. */
+export function sample (text: string, name: string, labels = ''): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(labels === '' ? `${name} ` : `${name}{${labels}}`))
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1))
+}
