@@ -40,31 +40,56 @@ export async function build (t: Test, options: Partial<FanoutOptions> = {}, serv
 export async function connect (t: Test, wsUrl: string, jwt = token(), options: ClientOptions = {}): Promise<WebSocket> {
   const ws = new WebSocket(`${wsUrl}?token=${jwt}`, options)
   t.teardown(() => ws.terminate())
+  inboxOf(ws)
   await once(ws, 'open')
   return ws
 }
 
-/** Resolves with the next message frame a client receives. */
+interface Inbox {
+  frames: MessageFrame[]
+  waiting: Array<{ resolve: (frame: MessageFrame) => void, reject: (err: Error) => void }>
+  closed?: number
+}
+
+// Every client buffers what it receives from the moment it opens, so a test
+// can never miss a frame that arrived before it started waiting.
+const inboxes = new WeakMap<WebSocket, Inbox>()
+
+function inboxOf (ws: WebSocket): Inbox {
+  let inbox = inboxes.get(ws)
+  if (inbox !== undefined) return inbox
+  const created: Inbox = { frames: [], waiting: [] }
+  inbox = created
+  inboxes.set(ws, created)
+  ws.on('message', (data: Buffer, isBinary: boolean) => {
+    const frame = isBinary ? { type: 'binary' } as unknown as MessageFrame : JSON.parse(data.toString()) as MessageFrame
+    const waiter = created.waiting.shift()
+    if (waiter === undefined) created.frames.push(frame)
+    else waiter.resolve(frame)
+  })
+  ws.on('close', (code: number) => {
+    created.closed = code
+    for (const waiter of created.waiting.splice(0)) waiter.reject(new Error(`closed with ${code} while waiting for a message`))
+  })
+  return created
+}
+
+/** Resolves with the next message frame a client receives (buffered since it opened). */
 export async function nextMessage<T = unknown> (ws: WebSocket): Promise<MessageFrame<T>> {
-  const [data, isBinary] = await once(ws, 'message') as [Buffer, boolean]
-  if (isBinary) throw new Error('expected a text frame')
-  return JSON.parse(data.toString()) as MessageFrame<T>
+  const inbox = inboxOf(ws)
+  const frame = inbox.frames.shift()
+  if (frame !== undefined) return frame as MessageFrame<T>
+  if (inbox.closed !== undefined) throw new Error(`closed with ${inbox.closed} while waiting for a message`)
+  return await new Promise((resolve, reject) => {
+    inbox.waiting.push({ resolve: resolve as (frame: MessageFrame) => void, reject })
+  })
 }
 
 /** Collects the next `count` messages. */
 export async function messages<T = unknown> (ws: WebSocket, count: number): Promise<Array<MessageFrame<T>>> {
   const received: Array<MessageFrame<T>> = []
-  return await new Promise((resolve, reject) => {
-    function onMessage (data: Buffer): void {
-      received.push(JSON.parse(data.toString()) as MessageFrame<T>)
-      if (received.length === count) {
-        ws.off('message', onMessage)
-        resolve(received)
-      }
-    }
-    ws.on('message', onMessage)
-    ws.once('close', (code) => { if (received.length < count) reject(new Error(`closed with ${code} after ${received.length} of ${count} messages`)) })
-  })
+  while (received.length < count) received.push(await nextMessage<T>(ws))
+  return received
 }
 
 export interface Rejection {

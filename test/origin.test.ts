@@ -1,0 +1,63 @@
+import t from 'tap'
+import { parseOriginPolicy } from '../lib/origin.js'
+import { build, connect, rejectedUpgrade, sample, token } from './helpers.js'
+
+t.test('by default only same-origin browsers and non-browser clients may connect', async (t) => {
+  const { url, wsUrl } = await build(t)
+  const host = new URL(url).host
+
+  await connect(t, wsUrl, token(), {}) // ws sends no Origin: a non-browser client
+  await connect(t, wsUrl, token(), { origin: `http://${host}` })
+
+  const foreign = await rejectedUpgrade(`${wsUrl}?token=${token()}`, { origin: 'https://evil.example' })
+  t.equal(foreign.status, 403)
+  t.equal(foreign.body.code, 'FST_FANOUT_ORIGIN_FORBIDDEN')
+  t.match(foreign.body.message, 'https://evil.example')
+
+  const opaque = await rejectedUpgrade(`${wsUrl}?token=${token()}`, { origin: 'null' })
+  t.equal(opaque.status, 403, 'opaque origins (sandboxed frames) are not same-origin')
+
+  const metrics = await (await fetch(`${url}/metrics`)).text()
+  t.equal(sample(metrics, 'fanout_connections_rejected_total', 'reason="origin"'), 2)
+})
+
+t.test('the origin is checked before the token: a foreign page learns nothing about tokens', async (t) => {
+  const { wsUrl } = await build(t)
+  const rejection = await rejectedUpgrade(wsUrl, { origin: 'https://evil.example' })
+  t.equal(rejection.status, 403)
+})
+
+t.test('an allowlist takes exact origins and subdomain wildcards', async (t) => {
+  const { wsUrl } = await build(t, { allowedOrigins: ['https://app.example.com', 'https://*.example.org'] })
+  await connect(t, wsUrl, token(), { origin: 'https://app.example.com' })
+  await connect(t, wsUrl, token(), { origin: 'https://eu.example.org' })
+  for (const origin of ['https://example.org', 'http://eu.example.org', 'https://app.example.com.evil.net', 'https://other.example.com']) {
+    const rejection = await rejectedUpgrade(`${wsUrl}?token=${token()}`, { origin })
+    t.equal(rejection.status, 403, `${origin} refused`)
+  }
+})
+
+t.test('origin policy rules', async (t) => {
+  const exact = parseOriginPolicy(['https://App.Example.com:443', 'http://localhost:5173'])
+  t.ok(exact('https://app.example.com', undefined), 'case and default port do not matter')
+  t.ok(exact('http://localhost:5173', undefined))
+  t.notOk(exact('http://localhost:5174', undefined), 'ports must match')
+
+  const wildcard = parseOriginPolicy(['https://*.example.com'])
+  t.ok(wildcard('https://a.b.example.com', undefined), 'any depth of subdomain')
+  t.notOk(wildcard('https://example.com', undefined), 'not the apex')
+  t.notOk(wildcard('https://badexample.com', undefined))
+  t.notOk(wildcard('https://a.example.com:8443', undefined), 'ports must match')
+  t.notOk(wildcard('not a url', undefined))
+
+  const any = parseOriginPolicy(['*'])
+  t.ok(any('https://anything.test', undefined))
+
+  const same = parseOriginPolicy(undefined)
+  t.ok(same('http://127.0.0.1:3000', '127.0.0.1:3000'))
+  t.notOk(same('http://127.0.0.1:3001', '127.0.0.1:3000'))
+  t.notOk(same('http://127.0.0.1:3000', undefined), 'no Host header, no same origin')
+
+  t.throws(() => parseOriginPolicy(['app.example.com']), /not an origin/)
+  t.throws(() => parseOriginPolicy(['https://app.example.com/path']), /not an origin/)
+})
