@@ -5,6 +5,10 @@
 export const CloseCode = Object.freeze({
   /** RFC 6455: the server is shutting down; reconnect elsewhere. */
   GOING_AWAY: 1001,
+  /** RFC 6455: the client broke the protocol (sent by ws). */
+  PROTOCOL_ERROR: 1002,
+  /** RFC 6455: a text frame that is not UTF-8 (sent by ws). */
+  INVALID_DATA: 1007,
   /** RFC 6455: a frame exceeded `maxPayload` (sent by ws). */
   MESSAGE_TOO_BIG: 1009,
   /** RFC 6455: the instance filled up while this upgrade was in flight; retry. */

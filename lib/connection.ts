@@ -44,6 +44,8 @@ export class Connection implements FanoutConnection {
   idleTicks = 0
   readonly #socket: WebSocket
   readonly #context: ConnectionContext
+  /** The code the server closed with, when it closed first (ws reports the peer's). */
+  #closeCode: number | undefined
 
   constructor (id: string, userId: string, claims: TokenClaims, socket: WebSocket, context: ConnectionContext) {
     this.id = id
@@ -80,7 +82,7 @@ export class Connection implements FanoutConnection {
     if (buffered !== 0 && buffered + payload.length > this.#context.maxBufferedBytes) {
       if (this.#context.closeSlowConsumers) {
         this.#context.log.debug({ connectionId: this.id, userId: this.userId, buffered }, 'fanout: closing slow consumer')
-        socket.close(CloseCode.SLOW_CONSUMER, 'slow consumer')
+        this.closeWith(CloseCode.SLOW_CONSUMER, 'slow consumer')
       }
       return 'slow'
     }
@@ -94,12 +96,24 @@ export class Connection implements FanoutConnection {
 
   close (code: number = CloseCode.DISCONNECTED, reason = 'disconnected by server'): void {
     if (!isApplicationCloseCode(code)) throw new InvalidCloseCodeError(code)
+    this.closeWith(code, reason)
+  }
+
+  /** Starts the closing handshake with any valid code. */
+  closeWith (code: number, reason: string): void {
+    if (this.#socket.readyState !== WebSocket.OPEN) return
+    this.#closeCode = code
     this.#socket.close(code, reason)
   }
 
-  /** Starts the closing handshake with any valid code (1001 on shutdown). */
-  closeWith (code: number, reason: string): void {
-    this.#socket.close(code, reason)
+  /**
+   * Records the code ws closed a socket with after a protocol error (it
+   * sends the close frame itself and stops reading, so its 'close' event
+   * would only report 1006).
+   */
+  static protocolError (socket: WebSocket, error: { code?: string }): void {
+    const connection = socket[kConnection]
+    if (connection !== undefined && connection.#closeCode === undefined) connection.#closeCode = protocolErrorCloseCode(error.code)
   }
 
   ping (): void {
@@ -129,6 +143,13 @@ export class Connection implements FanoutConnection {
     const connection = this[kConnection]
     if (connection === undefined) return
     const context = connection.#context
-    if (context.registry.remove(connection)) context.metrics.disconnected(code)
+    if (context.registry.remove(connection)) context.metrics.disconnected(connection.#closeCode ?? code)
   }
+}
+
+// The close code ws sends for each receive error it raises.
+function protocolErrorCloseCode (code: string | undefined): number {
+  if (code === 'WS_ERR_INVALID_UTF8') return CloseCode.INVALID_DATA
+  if (code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' || code === 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH') return CloseCode.MESSAGE_TOO_BIG
+  return CloseCode.PROTOCOL_ERROR
 }

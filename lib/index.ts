@@ -8,6 +8,7 @@ import { WebSocket } from 'ws'
 import { extractToken, JWT_VERIFY, selectProtocol } from './auth.js'
 import { MemoryBackplane } from './backplane/memory.js'
 import { registerBroadcastRoute } from './broadcast-route.js'
+import { Connection } from './connection.js'
 import { createDecorator } from './decorator.js'
 import { registerEndpoint } from './endpoint.js'
 import { InvalidOptionError, WebSocketAlreadyRegisteredError } from './errors.js'
@@ -52,6 +53,7 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
       // protocol errors; only a socket still open needs ending here.
       request.log.info({ err: error }, 'fanout: websocket error')
       if (socket.readyState === WebSocket.OPEN) socket.terminate()
+      else Connection.protocolError(socket, error as { code?: string })
     }
   })
   if (options.metrics.serve) await fastify.register(fastifyMetrics, metricsPluginOptions(options.metrics))
