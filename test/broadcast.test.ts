@@ -1,9 +1,9 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
 import type { WebSocket } from 'ws'
 import { broadcast, build, connect, messages, nextMessage, serviceToken, token } from './helpers.js'
 
 /** Resolves true if `ws` receives a message within a short grace period. */
-async function receivesNothing (t: Tap.Test, ws: WebSocket, url: string): Promise<void> {
+async function receivesNothing (t: Test, ws: WebSocket, url: string): Promise<void> {
   // A marker to everyone after the message under test: frames on one socket
   // arrive in order, so seeing the marker first proves nothing else came.
   const next = nextMessage(ws)

@@ -2,13 +2,12 @@ import { once } from 'node:events'
 import type { IncomingMessage } from 'node:http'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { createSigner } from 'fast-jwt'
+import type { Test } from 'tap'
 import { WebSocket, type ClientOptions } from 'ws'
 import fanout, { type FanoutOptions, type MessageFrame } from '../lib/index.js'
 
 export const SECRET = 'test-secret-that-is-long-enough-for-hs256'
 const sign = createSigner({ key: SECRET })
-
-type Test = Tap.Test
 
 /** A signed HS256 token for `claims` (pass `exp` in the past for an expired one). */
 export function token (claims: Record<string, unknown> = { sub: 'alice' }, key = SECRET): string {

@@ -1,0 +1,78 @@
+import t from 'tap'
+import Fastify from 'fastify'
+import fastifyMetricsModule from 'fastify-metrics'
+import { Registry } from 'prom-client'
+import fanout from '../lib/index.js'
+import { broadcast, build, connect, messages, sample, SECRET, token, until } from './helpers.js'
+
+t.test('metrics after known traffic', async (t) => {
+  const { app, url, wsUrl } = await build(t)
+  const a = await connect(t, wsUrl, token({ sub: 'a' }))
+  const b = await connect(t, wsUrl, token({ sub: 'b' }))
+  const both = [messages(a, 3), messages(b, 2)]
+  await app.fanout.broadcast('one')
+  const response = await broadcast(url, { data: 'two' })
+  const { id } = await response.json() as { id: string }
+  await app.fanout.sendToUser('a', 'three')
+  await Promise.all(both)
+  const bytes = (data: string, messageId: string): number => Buffer.byteLength(JSON.stringify({ type: 'message', id: messageId, data }))
+
+  const text = await (await fetch(`${url}/metrics`)).text()
+  t.equal(sample(text, 'fanout_connections'), 2)
+  t.equal(sample(text, 'fanout_connections_accepted_total'), 2)
+  t.equal(sample(text, 'fanout_broadcasts_total'), 3)
+  t.equal(sample(text, 'fanout_messages_sent_total'), 5)
+  t.equal(sample(text, 'fanout_broadcast_duration_seconds_count'), 3)
+  t.equal(sample(text, 'fanout_bytes_sent_total'), 2 * bytes('two', id) + 2 * bytes('one', id) + bytes('three', id) + 0,
+    'payload bytes, as written')
+  t.match(text, /# TYPE fanout_messages_dropped_total counter/)
+  t.match(text, /# TYPE fanout_disconnects_total counter/)
+  t.match(text, /# TYPE fanout_broadcast_duration_seconds histogram/)
+  t.match(text, /http_request_duration_seconds_count\{method="POST",route="\/broadcast",status_code="202"\} 1/, "fastify-metrics' HTTP metrics")
+  t.match(text, /process_cpu_user_seconds_total/, 'default process metrics')
+
+  a.close(4321, 'bye')
+  await until(() => app.fanout.size === 1, 'the server to see the close')
+  const after = await (await fetch(`${url}/metrics`)).text()
+  t.equal(sample(after, 'fanout_connections'), 1)
+  t.equal(sample(after, 'fanout_disconnects_total', 'code="4xxx"'), 1, 'client codes fold into ranges: clients cannot grow the label set')
+})
+
+t.test('two Fastify instances in one process keep separate metrics', async (t) => {
+  const first = await build(t)
+  const second = await build(t)
+  await connect(t, first.wsUrl)
+  const [one, two] = await Promise.all([first.url, second.url].map(async (url) => await (await fetch(`${url}/metrics`)).text()))
+  t.equal(sample(one as string, 'fanout_connections'), 1)
+  t.equal(sample(two as string, 'fanout_connections'), 0)
+})
+
+t.test('metrics: false serves no /metrics but still collects', async (t) => {
+  const { app, url, wsUrl } = await build(t, { metrics: false })
+  await connect(t, wsUrl)
+  t.equal((await fetch(`${url}/metrics`)).status, 404)
+  const text = await app.fanout.metricsRegistry.metrics()
+  t.equal(sample(text, 'fanout_connections'), 1)
+})
+
+t.test('metrics endpoint and registry are configurable', async (t) => {
+  const registry = new Registry()
+  const { url } = await build(t, { metrics: { endpoint: '/internal/metrics', registry } })
+  const text = await (await fetch(`${url}/internal/metrics`)).text()
+  t.match(text, /fanout_connections 0/)
+  t.match(await registry.metrics(), /fanout_connections 0/, 'collected into the given registry')
+})
+
+t.test('an app that registered fastify-metrics itself is told what to do', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(fastifyMetricsModule.default, { endpoint: '/metrics', defaultMetrics: { enabled: false }, routeMetrics: { enabled: false } })
+  await t.rejects(async () => { await app.register(fanout, { jwt: { secret: SECRET } }) }, { code: 'FST_FANOUT_INVALID_OPTION', message: /serve: false/ })
+
+  const ok = Fastify()
+  t.teardown(() => ok.close())
+  await ok.register(fastifyMetricsModule.default, { endpoint: '/metrics', defaultMetrics: { enabled: false }, routeMetrics: { enabled: false } })
+  await ok.register(fanout, { jwt: { secret: SECRET }, metrics: { serve: false } })
+  await ok.ready()
+  t.ok(ok.fanout.metricsRegistry)
+})
