@@ -60,6 +60,11 @@ t.test('users narrows a broadcast to those users; except skips users', async (t)
 
   const res3 = await broadcast(url, { data: 'x', users: ['alice'], except: ['alice'] })
   t.equal((await res3.json() as { delivered: number }).delivered, 0, 'except wins over users')
+
+  const single = nextMessage(bob)
+  const res4 = await broadcast(url, { data: 'just bob', users: 'bob' })
+  t.equal((await res4.json() as { delivered: number }).delivered, 1, 'a single string is a list of one')
+  t.equal((await single).data, 'just bob')
 })
 
 t.test('messages from one publisher arrive in the order they were posted', async (t) => {
@@ -88,6 +93,11 @@ t.test('the broadcast route refuses what it cannot trust or parse', async (t) =>
 
   const badJson = await broadcast(url, '{"data":')
   t.equal(badJson.status, 400, 'malformed JSON')
+  t.equal((await badJson.json() as { code: string }).code, 'FST_ERR_CTP_INVALID_JSON_BODY')
+
+  const notJson = await fetch(`${url}/broadcast`, { method: 'POST', headers: { authorization: `Bearer ${serviceToken()}`, 'content-type': 'application/xml' }, body: '<data/>' })
+  t.equal(notJson.status, 415)
+  t.equal((await notJson.json() as { code: string }).code, 'FST_ERR_CTP_INVALID_MEDIA_TYPE')
 
   for (const [body, why] of [
     [{}, /data/],
