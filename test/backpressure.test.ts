@@ -1,6 +1,8 @@
-import t from 'tap'
 import type { Socket } from 'node:net'
+import type { FastifyInstance } from 'fastify'
+import t, { type Test } from 'tap'
 import type { WebSocket } from 'ws'
+import type { FanoutConnection } from '../lib/index.js'
 import { build, closed, connect, messages, sample, token } from './helpers.js'
 
 const BOUND = 64 * 1024
@@ -14,13 +16,19 @@ function tcp (ws: WebSocket): Socket {
 
 const turn = async (): Promise<void> => await new Promise((resolve) => setImmediate(resolve))
 
-t.test("a client that stops reading is closed with 4008 and bounds the server's memory; others are not slowed", async (t) => {
-  const { app, url, wsUrl } = await build(t, { maxBufferedBytes: BOUND })
+/** A client of user `slow` that has stopped reading, and its server-side connection. */
+async function stalledClient (t: Test, app: FastifyInstance, wsUrl: string): Promise<{ slow: WebSocket, slowConnection: FanoutConnection }> {
   const slow = await connect(t, wsUrl, token({ sub: 'slow' }))
-  const fast = await connect(t, wsUrl, token({ sub: 'fast' }))
   const [slowConnection] = [...app.fanout.connectionsOf('slow')]
   if (slowConnection === undefined) throw new Error('slow client not registered')
   tcp(slow).pause()
+  return { slow, slowConnection }
+}
+
+t.test("a client that stops reading is closed with 4008 and bounds the server's memory; others are not slowed", async (t) => {
+  const { app, url, wsUrl } = await build(t, { maxBufferedBytes: BOUND })
+  const fast = await connect(t, wsUrl, token({ sub: 'fast' }))
+  const { slow, slowConnection } = await stalledClient(t, app, wsUrl)
 
   let sent = 0
   let maxBuffered = 0
@@ -50,10 +58,7 @@ t.test("a client that stops reading is closed with 4008 and bounds the server's 
 
 t.test("with slowConsumer: 'drop' the connection stays and what does not fit is dropped and counted", async (t) => {
   const { app, url, wsUrl } = await build(t, { maxBufferedBytes: BOUND, slowConsumer: 'drop' })
-  const slow = await connect(t, wsUrl, token({ sub: 'slow' }))
-  const [slowConnection] = [...app.fanout.connectionsOf('slow')]
-  if (slowConnection === undefined) throw new Error('slow client not registered')
-  tcp(slow).pause()
+  const { slow, slowConnection } = await stalledClient(t, app, wsUrl)
 
   let dropped = 0
   let maxBuffered = 0
