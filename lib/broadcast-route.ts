@@ -32,7 +32,9 @@ const resultSchema = {
   properties: {
     id: { type: 'string' },
     delivered: { type: 'integer' },
-    dropped: { type: 'integer' }
+    dropped: { type: 'integer' },
+    instances: { type: 'integer' },
+    partial: { type: 'boolean' }
   }
 } as const
 
@@ -51,7 +53,7 @@ export function registerBroadcastRoute (scope: FastifyInstance, options: Resolve
     url: options.broadcastPath as string,
     bodyLimit: options.bodyLimit,
     onRequest: authorize,
-    schema: { body: broadcastBodySchema, response: { 202: resultSchema } },
+    schema: { body: broadcastBodySchema, response: { 202: resultSchema } }, // 503 bodies go out as built
     attachValidation: true,
     async handler (request, reply) {
       if (request.validationError !== undefined) {
@@ -59,7 +61,18 @@ export function registerBroadcastRoute (scope: FastifyInstance, options: Resolve
       }
       const { data, users, except } = request.body
       const result = await fanout.publish(data, { users, except })
-      return reply.code(202).send(result)
+      if (result.partial === true) {
+        // Redis is unreachable: this instance's clients got it, others did not.
+        // A retry would reach this instance's clients twice.
+        return await reply.code(503).send({
+          statusCode: 503,
+          code: 'FST_FANOUT_BACKPLANE_DOWN',
+          error: 'Service Unavailable',
+          message: `Redis is unreachable: delivered on this instance only (${result.delivered ?? 0} connections), not to other instances`,
+          ...result
+        })
+      }
+      return await reply.code(202).send(result)
     }
   })
 }

@@ -6,7 +6,7 @@ import type { Registry } from './registry.js'
 import type { FanoutDecorator } from './types.js'
 
 /** Builds `fastify.fanout`: the registry's read side and the send methods. */
-export function createDecorator (registry: Registry, fanout: Fanout, metrics: FanoutMetrics): FanoutDecorator {
+export function createDecorator (registry: Registry, fanout: Fanout, metrics: FanoutMetrics, backplaneUp: () => boolean): FanoutDecorator {
   return {
     get size () { return registry.size },
     get userCount () { return registry.userCount },
@@ -24,6 +24,7 @@ export function createDecorator (registry: Registry, fanout: Fanout, metrics: Fa
       for (const connection of connections) connection.close(code, reason)
       return connections.length
     },
-    metricsRegistry: metrics.registry
+    metricsRegistry: metrics.registry,
+    get backplaneUp () { return backplaneUp() }
   }
 }

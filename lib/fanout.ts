@@ -1,5 +1,5 @@
 import type { Connection } from './connection.js'
-import type { Backplane, Envelope } from './backplane/types.js'
+import type { Envelope, LocalDelivery } from './backplane/types.js'
 import { encodeMessage } from './message.js'
 import type { FanoutMetrics } from './metrics.js'
 import type { Registry } from './registry.js'
@@ -14,14 +14,15 @@ export class Fanout {
   readonly #instanceId: string
   readonly #registry: Registry
   readonly #metrics: FanoutMetrics
-  readonly #backplane: Backplane
+  readonly #publish: (envelope: Envelope) => Promise<DeliveryResult>
   #sequence = 0
 
-  constructor (instanceId: string, registry: Registry, metrics: FanoutMetrics, backplane: Backplane) {
+  /** `publish` hands an envelope to the backplane in use. */
+  constructor (instanceId: string, registry: Registry, metrics: FanoutMetrics, publish: (envelope: Envelope) => Promise<DeliveryResult>) {
     this.#instanceId = instanceId
     this.#registry = registry
     this.#metrics = metrics
-    this.#backplane = backplane
+    this.#publish = publish
   }
 
   /** A message id unique across instances: this instance's id and a counter. */
@@ -48,11 +49,11 @@ export class Fanout {
       except: target.except,
       connectionId: target.connectionId
     }
-    return this.#backplane.publish(envelope)
+    return this.#publish(envelope)
   }
 
   /** Writes an envelope to the local connections it targets. */
-  deliver (envelope: Envelope): DeliveryResult {
+  deliver (envelope: Envelope): LocalDelivery {
     const started = process.hrtime.bigint()
     const { payload, users, connectionId } = envelope
     const except = envelope.except !== undefined && envelope.except.length > 0 ? new Set(envelope.except) : undefined

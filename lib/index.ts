@@ -2,15 +2,19 @@ import { randomBytes } from 'node:crypto'
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import fastifyJwt from '@fastify/jwt'
+import fastifyRedis from '@fastify/redis'
 import fastifyWebsocket from '@fastify/websocket'
 import fastifyMetricsModule, { type IMetricsPluginOptions } from 'fastify-metrics'
 import { WebSocket } from 'ws'
 import { extractToken, JWT_VERIFY, selectProtocol } from './auth.js'
 import { MemoryBackplane } from './backplane/memory.js'
+import { RedisBackplane } from './backplane/redis.js'
+import type { Backplane } from './backplane/types.js'
 import { registerBroadcastRoute } from './broadcast-route.js'
 import { Connection } from './connection.js'
 import { createDecorator } from './decorator.js'
 import { registerEndpoint } from './endpoint.js'
+import { registerReadinessRoute } from './readiness.js'
 import { InvalidOptionError, WebSocketAlreadyRegisteredError } from './errors.js'
 import { Fanout } from './fanout.js'
 import { Heartbeat } from './heartbeat.js'
@@ -30,11 +34,16 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
     throw new InvalidOptionError('metrics', 'cannot serve /metrics: fastify-metrics is already registered; set `metrics: { serve: false }` and expose `fastify.fanout.metricsRegistry` through your own')
   }
 
+  // base64url without '.', so connection ids (instance id + '.' + counter) split cleanly.
   const instanceId = randomBytes(6).toString('base64url')
-  const registry = new Registry()
-  const metrics = new FanoutMetrics(options.metrics.registry, () => registry.size)
-  const backplane = new MemoryBackplane()
-  const engine = new Fanout(instanceId, registry, metrics, backplane)
+  // The embedded backplane until a Redis client is ready (during registration).
+  let backplane: Backplane = new MemoryBackplane()
+  const registry = new Registry({
+    watchUser: (userId) => { backplane.watchUser(userId) },
+    unwatchUser: (userId) => { backplane.unwatchUser(userId) }
+  })
+  const metrics = new FanoutMetrics(options.metrics.registry, { connections: () => registry.size, backplaneUp: () => backplane.up })
+  const engine = new Fanout(instanceId, registry, metrics, async (envelope) => await backplane.publish(envelope))
   const heartbeat = new Heartbeat(options.heartbeatInterval, registry, metrics, fastify.log)
   let closing = false
   let connectionSequence = 0
@@ -58,11 +67,35 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
   })
   if (options.metrics.serve) await fastify.register(fastifyMetrics, metricsPluginOptions(options.metrics))
 
-  fastify.decorate('fanout', createDecorator(registry, engine, metrics))
+  fastify.decorate('fanout', createDecorator(registry, engine, metrics, () => backplane.up))
 
   // Our routes and our @fastify/jwt live in their own encapsulated context so
   // that they never clash with the app's own JWT setup or hooks.
   await fastify.register(async function fanoutRoutes (scope) {
+    if (options.redis !== undefined) {
+      // @fastify/redis creates (and closes) the client from a URL or options,
+      // or takes the app's client and leaves it open.
+      const namespace = `fanout_${instanceId}`
+      await scope.register(fastifyRedis, 'client' in options.redis
+        ? { client: options.redis.client, namespace, closeClient: false }
+        : {
+            // Fail fast while disconnected instead of queueing publishes.
+            enableOfflineQueue: false,
+            commandTimeout: 2000,
+            ...options.redis.options,
+            url: options.redis.url,
+            namespace
+          })
+      backplane = new RedisBackplane({
+        client: scope.redis[namespace] as RedisBackplaneClient,
+        prefix: options.channelPrefix,
+        instanceId,
+        metrics,
+        log: fastify.log
+      })
+      // Added after @fastify/redis so that it runs before the client is quit.
+      scope.addHook('onClose', async () => { await backplane.close() })
+    }
     await scope.register(fastifyJwt, {
       ...options.jwt,
       namespace: `fanout_${instanceId}`,
@@ -85,6 +118,9 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
       isClosing: () => closing
     })
     if (options.broadcastPath !== false) registerBroadcastRoute(scope, options, engine)
+    if (options.readinessPath !== false) {
+      registerReadinessRoute(scope, options.readinessPath, () => ({ closing, backplaneUp: backplane.up, connections: registry.size }))
+    }
   })
 
   fastify.addHook('onReady', async () => {
@@ -93,7 +129,7 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
   })
   fastify.addHook('onClose', async () => {
     heartbeat.stop()
-    await backplane.close()
+    if (options.redis === undefined) await backplane.close()
   })
 }
 
@@ -136,6 +172,8 @@ function metricsPluginOptions (metrics: ResolvedOptions['metrics']): Partial<IMe
     }
   }
 }
+
+type RedisBackplaneClient = ConstructorParameters<typeof RedisBackplane>[0]['client']
 
 const plugin: FastifyPluginAsync<FanoutOptions> = fp(fanout, {
   fastify: '5.x',

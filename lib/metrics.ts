@@ -28,8 +28,14 @@ export class FanoutMetrics {
   readonly disconnects: Counter<'code'>
   readonly heartbeatTimeouts: Counter
   readonly broadcastDuration: Histogram
+  readonly backplanePublished: Counter
+  readonly backplaneReceived: Counter
+  readonly backplaneInvalid: Counter
+  readonly backplaneLocalOnly: Counter
+  readonly backplaneErrors: Counter<'operation'>
+  readonly backplaneStateChanges: Counter<'state'>
 
-  constructor (registry: Registry, connectionCount: () => number) {
+  constructor (registry: Registry, read: { connections: () => number, backplaneUp: () => boolean }) {
     this.registry = registry
     const registers = [registry]
     // The gauge reads the registry at scrape time instead of being moved on
@@ -39,7 +45,14 @@ export class FanoutMetrics {
       name: 'fanout_connections',
       help: 'Open WebSocket connections on this instance',
       registers,
-      collect () { this.set(connectionCount()) }
+      collect () { this.set(read.connections()) }
+    })
+    // eslint-disable-next-line no-new -- registered on creation, read at scrape time
+    new Gauge({
+      name: 'fanout_backplane_up',
+      help: '1 while messages reach every instance (always 1 on the embedded backplane); 0 while Redis is unreachable and publishing fails fast',
+      registers,
+      collect () { this.set(read.backplaneUp() ? 1 : 0) }
     })
     this.messagesSent = new Counter({ name: 'fanout_messages_sent_total', help: 'Messages written to WebSocket connections (one per connection per message)', registers })
     this.bytesSent = new Counter({ name: 'fanout_bytes_sent_total', help: 'Message payload bytes written to connections, before compression', registers })
@@ -56,6 +69,12 @@ export class FanoutMetrics {
       buckets: [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
       registers
     })
+    this.backplanePublished = new Counter({ name: 'fanout_backplane_published_total', help: 'Messages published to Redis', registers })
+    this.backplaneReceived = new Counter({ name: 'fanout_backplane_received_total', help: 'Messages received from Redis (one per channel they arrived on)', registers })
+    this.backplaneInvalid = new Counter({ name: 'fanout_backplane_invalid_total', help: 'Malformed or foreign messages on our Redis channels, dropped', registers })
+    this.backplaneLocalOnly = new Counter({ name: 'fanout_backplane_local_only_total', help: 'Messages delivered on this instance only because Redis was unreachable', registers })
+    this.backplaneErrors = new Counter({ name: 'fanout_backplane_errors_total', help: 'Redis errors, by operation', labelNames: ['operation'], registers })
+    this.backplaneStateChanges = new Counter({ name: 'fanout_backplane_state_changes_total', help: 'Times the Redis backplane went up or down', labelNames: ['state'], registers })
   }
 
   rejected (reason: RejectReason): void {

@@ -1,5 +1,6 @@
 import { Registry } from 'prom-client'
 import type { FastifyJWTOptions } from '@fastify/jwt'
+import type { Cluster, Redis, RedisOptions } from 'ioredis'
 import type { IMetricsPluginOptions } from 'fastify-metrics'
 import { InvalidOptionError } from './errors.js'
 import { parseOriginPolicy, type OriginPolicy } from './origin.js'
@@ -29,6 +30,10 @@ export interface ResolvedOptions {
     readonly endpoint: string
     readonly fastifyMetrics: Partial<Omit<IMetricsPluginOptions, 'endpoint'>>
   }
+  /** Absent: the embedded backplane. */
+  readonly redis: { readonly client: Redis | Cluster } | { readonly url?: string, readonly options: RedisOptions } | undefined
+  readonly channelPrefix: string
+  readonly readinessPath: string | false
 }
 
 export const defaults = {
@@ -47,7 +52,9 @@ export const defaults = {
   compressionThreshold: 1024,
   compressionLevel: 1,
   closeTimeout: 5000,
-  metricsEndpoint: '/metrics'
+  metricsEndpoint: '/metrics',
+  channelPrefix: 'fanout:',
+  readinessPath: '/fanout/ready'
 } as const
 
 export function resolveOptions (options: FanoutOptions): ResolvedOptions {
@@ -92,8 +99,30 @@ export function resolveOptions (options: FanoutOptions): ResolvedOptions {
     heartbeatInterval,
     compression: compression(options.compression),
     closeTimeout: integer('closeTimeout', options.closeTimeout ?? defaults.closeTimeout, 0, 2 ** 31 - 1, 'milliseconds'),
-    metrics: metrics(options.metrics)
+    metrics: metrics(options.metrics),
+    redis: redis(options.redis),
+    channelPrefix: nonEmptyString('channelPrefix', options.channelPrefix ?? defaults.channelPrefix),
+    readinessPath: options.readinessPath === false
+      ? false
+      : routePath('readinessPath', options.readinessPath ?? defaults.readinessPath)
   })
+}
+
+function redis (value: FanoutOptions['redis']): ResolvedOptions['redis'] {
+  if (value === undefined) return undefined
+  if (typeof value === 'string') {
+    if (!/^rediss?:\/\//.test(value)) {
+      throw new InvalidOptionError('redis', `must be a redis:// or rediss:// URL, ioredis options or an ioredis client, got ${JSON.stringify(value)}`)
+    }
+    return { url: value, options: {} }
+  }
+  if (value === null || typeof value !== 'object') {
+    throw new InvalidOptionError('redis', 'must be a redis:// URL, ioredis options or an ioredis client')
+  }
+  // An ioredis client (Redis or Cluster) has a status and can duplicate itself.
+  const candidate = value as { status?: unknown, duplicate?: unknown }
+  if (typeof candidate.duplicate === 'function' && typeof candidate.status === 'string') return { client: value as Redis | Cluster }
+  return { options: value as RedisOptions }
 }
 
 function routePath (name: string, value: unknown): string {

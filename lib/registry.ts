@@ -2,13 +2,25 @@ import type { Connection } from './connection.js'
 
 const NONE: ReadonlySet<Connection> = new Set()
 
+/** Told when a user's first connection arrives and when their last one leaves. */
+export interface UserInterest {
+  watchUser: (userId: string) => void
+  unwatchUser: (userId: string) => void
+}
+
 /**
  * The connections of one instance, by id and by user. Lookups are O(1);
- * a user's set exists only while the user has connections.
+ * a user's set exists only while the user has connections, and `interest`
+ * hears of each set's birth and death (the backplane subscribes by it).
  */
 export class Registry {
   readonly #byId = new Map<string, Connection>()
   readonly #byUser = new Map<string, Set<Connection>>()
+  readonly #interest: UserInterest
+
+  constructor (interest: UserInterest) {
+    this.#interest = interest
+  }
 
   get size (): number {
     return this.#byId.size
@@ -23,6 +35,7 @@ export class Registry {
     const own = this.#byUser.get(connection.userId)
     if (own === undefined) {
       this.#byUser.set(connection.userId, new Set([connection]))
+      this.#interest.watchUser(connection.userId)
     } else {
       own.add(connection)
     }
@@ -34,7 +47,10 @@ export class Registry {
     const own = this.#byUser.get(connection.userId)
     if (own !== undefined) {
       own.delete(connection)
-      if (own.size === 0) this.#byUser.delete(connection.userId)
+      if (own.size === 0) {
+        this.#byUser.delete(connection.userId)
+        this.#interest.unwatchUser(connection.userId)
+      }
     }
     return true
   }

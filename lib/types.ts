@@ -1,4 +1,5 @@
 import type { FastifyJWTOptions } from '@fastify/jwt'
+import type { Cluster, Redis, RedisOptions } from 'ioredis'
 import type { Registry } from 'prom-client'
 import type { IMetricsPluginOptions } from 'fastify-metrics'
 
@@ -137,6 +138,25 @@ export interface FanoutOptions {
    * @defaultValue true
    */
   metrics?: boolean | MetricsOptions
+  /**
+   * Joins instances through Redis: a URL (`redis://host:6379/0`), ioredis
+   * options, or an ioredis client (`Redis` or `Cluster`, which the plugin
+   * uses but never closes). Without it the plugin runs on its embedded
+   * in-process backplane.
+   */
+  redis?: string | RedisOptions | Redis | Cluster
+  /**
+   * Prefix of every Redis channel, so that several apps can share a Redis.
+   * @defaultValue 'fanout:'
+   */
+  channelPrefix?: string
+  /**
+   * Path of the readiness route for load balancers (200 while this instance
+   * accepts connections and reaches the other instances, 503 otherwise), or
+   * `false` to not add it.
+   * @defaultValue '/fanout/ready'
+   */
+  readinessPath?: string | false
 }
 
 /** Who a broadcast goes to. */
@@ -147,14 +167,23 @@ export interface BroadcastTarget {
   except?: readonly string[]
 }
 
-/** What a send or broadcast did on this instance. */
+/** What a send or broadcast did. */
 export interface DeliveryResult {
   /** Message id, as clients see it in the `id` member. */
   id: string
-  /** Local connections the message was written to. */
-  delivered: number
-  /** Local connections that could not take it (slow consumers). */
-  dropped: number
+  /**
+   * Connections of this instance the message was written to. Present when
+   * this instance delivered within the call: on the embedded backplane, or
+   * when Redis was unreachable. With Redis up, every instance delivers from
+   * its subscription and counts it in its metrics.
+   */
+  delivered?: number
+  /** Connections of this instance that could not take it (slow consumers); present with `delivered`. */
+  dropped?: number
+  /** Instances the message reached: 1 on the embedded backplane; with Redis, the subscribers Redis handed it to. */
+  instances: number
+  /** True when Redis was unreachable: only this instance's connections got the message. */
+  partial?: boolean
 }
 
 /** The frame clients receive for every message (one JSON text frame). */
@@ -208,6 +237,11 @@ export interface FanoutDecorator {
   disconnectUser: (userId: string, code?: number, reason?: string) => number
   /** The prom-client registry holding fastify-fanout's metrics. */
   readonly metricsRegistry: Registry
+  /**
+   * Whether messages reach the other instances right now (always true on the
+   * embedded backplane). Read from the connection state: no Redis round trip.
+   */
+  readonly backplaneUp: boolean
 }
 
 declare module 'fastify' {

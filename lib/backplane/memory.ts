@@ -4,6 +4,7 @@ import type { DeliveryResult } from '../types.js'
 /** The embedded backplane: one process, delivery in the publishing call. */
 export class MemoryBackplane implements Backplane {
   #deliver: Deliver | undefined
+  readonly up = true
 
   async start (deliver: Deliver): Promise<void> {
     this.#deliver = deliver
@@ -11,9 +12,13 @@ export class MemoryBackplane implements Backplane {
 
   async publish (envelope: Envelope): Promise<DeliveryResult> {
     // Before start (the app is not ready) no connection can exist.
-    if (this.#deliver === undefined) return { id: envelope.id, delivered: 0, dropped: 0 }
-    return this.#deliver(envelope)
+    if (this.#deliver === undefined) return { id: envelope.id, delivered: 0, dropped: 0, instances: 1 }
+    return { ...this.#deliver(envelope), instances: 1 }
   }
+
+  // One process receives everything: interest needs no bookkeeping.
+  watchUser (): void {}
+  unwatchUser (): void {}
 
   async close (): Promise<void> {
     this.#deliver = undefined

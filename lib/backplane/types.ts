@@ -15,20 +15,33 @@ export interface Envelope {
   readonly connectionId?: string
 }
 
+/** What one instance did with an envelope. */
+export interface LocalDelivery {
+  id: string
+  delivered: number
+  dropped: number
+}
+
 /** Writes an envelope to the matching local connections. */
-export type Deliver = (envelope: Envelope) => DeliveryResult
+export type Deliver = (envelope: Envelope) => LocalDelivery
 
 /**
  * What joins instances. Every instance, the publishing one included, delivers
  * what is published from its subscription, so each connection receives each
- * message once, in publish order. The embedded default joins nothing but
- * this process; the Redis one (next) joins every instance on a Redis.
+ * message once, in publish order. The embedded backplane joins nothing but
+ * this process; the Redis one joins every instance on a Redis.
  */
 export interface Backplane {
   /** Starts delivering published envelopes to `deliver`. */
   start: (deliver: Deliver) => Promise<void>
-  /** Publishes an envelope; resolves with what this instance delivered. */
+  /** Publishes an envelope to every instance that holds one of its targets. */
   publish: (envelope: Envelope) => Promise<DeliveryResult>
+  /** This instance now holds a connection of `userId`: receive that user's messages. */
+  watchUser: (userId: string) => void
+  /** This instance no longer holds a connection of `userId`. */
+  unwatchUser: (userId: string) => void
+  /** Whether messages currently reach the other instances. */
+  readonly up: boolean
   /** Stops delivering and releases what the backplane created. */
   close: () => Promise<void>
 }

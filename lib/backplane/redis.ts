@@ -1,0 +1,191 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { Cluster, Redis } from 'ioredis'
+import { decodeEnvelope, encodeEnvelope } from './codec.js'
+import type { Backplane, Deliver, Envelope } from './types.js'
+import type { FanoutMetrics } from '../metrics.js'
+import type { DeliveryResult } from '../types.js'
+
+/** A user list longer than this goes out once on the everyone-channel, filtered by each instance. */
+const MAX_USER_CHANNELS_PER_MESSAGE = 64
+
+export interface RedisBackplaneOptions {
+  /** The publishing connection (from @fastify/redis); the subscriber is duplicated from it. */
+  readonly client: Redis | Cluster
+  /** Prepended to every channel name, so that several apps can share a Redis. */
+  readonly prefix: string
+  readonly instanceId: string
+  readonly metrics: FanoutMetrics
+  readonly log: FastifyBaseLogger
+}
+
+type Listener = (...args: any[]) => void
+
+/**
+ * Joins instances through Redis Pub/Sub. Every instance subscribes to the
+ * everyone-channel, to its own instance channel (for sends to one
+ * connection) and to one channel per user it holds a connection of, so a
+ * message only travels to instances that have someone to give it to. With a
+ * Redis Cluster client, user and instance channels use sharded pub/sub
+ * (SPUBLISH/SSUBSCRIBE) so that their load spreads over the shards.
+ *
+ * When Redis is unreachable, publishing fails fast (ioredis reports the
+ * connection state; nothing is queued) and messages are delivered to this
+ * instance's connections only, marked `partial`. ioredis reconnects and
+ * resubscribes by itself; `up` and the metrics follow every change.
+ */
+export class RedisBackplane implements Backplane {
+  readonly #publisher: Redis | Cluster
+  readonly #sharded: boolean
+  readonly #prefix: string
+  readonly #allChannel: string
+  readonly #instanceChannel: string
+  readonly #metrics: FanoutMetrics
+  readonly #log: FastifyBaseLogger
+  #subscriber: Redis | Cluster | undefined
+  #deliver: Deliver | undefined
+  #up = false
+  #closing = false
+  // Listeners we put on the app's publisher, removed on close: we do not own it.
+  readonly #publisherListeners: Array<[string, Listener]> = []
+
+  constructor (options: RedisBackplaneOptions) {
+    this.#publisher = options.client
+    this.#sharded = 'isCluster' in options.client && options.client.isCluster
+    this.#prefix = options.prefix
+    this.#allChannel = options.prefix + 'all'
+    this.#instanceChannel = options.prefix + 'instance:' + options.instanceId
+    this.#metrics = options.metrics
+    this.#log = options.log
+  }
+
+  get up (): boolean {
+    return this.#up
+  }
+
+  async start (deliver: Deliver): Promise<void> {
+    this.#deliver = deliver
+    const subscriber = this.#sharded
+      ? (this.#publisher as Cluster).duplicate(undefined, { shardedSubscribers: true })
+      : (this.#publisher as Redis).duplicate({ enableOfflineQueue: true, autoResubscribe: true, commandTimeout: undefined })
+    this.#subscriber = subscriber
+    const receive = (_channel: Buffer, message: Buffer): void => { this.#receive(message) }
+    subscriber.on('messageBuffer', receive)
+    subscriber.on('smessageBuffer', receive)
+    subscriber.on('error', (err: Error) => { this.#error('subscriber', err) })
+    const refresh = (): void => { this.#refreshState() }
+    for (const event of ['ready', 'close', 'end', 'reconnecting']) {
+      subscriber.on(event, refresh)
+      this.#publisher.on(event, refresh)
+      this.#publisherListeners.push([event, refresh])
+    }
+    const onPublisherError = (err: Error): void => { this.#error('publisher', err) }
+    this.#publisher.on('error', onPublisherError)
+    this.#publisherListeners.push(['error', onPublisherError])
+
+    await subscriber.subscribe(this.#allChannel)
+    await this.#subscribe(this.#instanceChannel)
+    this.#refreshState()
+  }
+
+  async publish (envelope: Envelope): Promise<DeliveryResult> {
+    if (!this.#up || this.#publisher.status !== 'ready') return this.#localOnly(envelope)
+    try {
+      const replies = await Promise.all(this.#route(envelope).map(async ([channel, message, sharded]) =>
+        await (sharded ? this.#publisher.spublish(channel, message) : this.#publisher.publish(channel, message))))
+      this.#metrics.backplanePublished.inc()
+      return { id: envelope.id, instances: replies.reduce((sum: number, count) => sum + Number(count), 0) }
+    } catch (err) {
+      this.#error('publish', err as Error)
+      return this.#localOnly(envelope)
+    }
+  }
+
+  watchUser (userId: string): void {
+    this.#subscribe(this.#userChannel(userId)).catch((err: Error) => { this.#error('subscribe', err) })
+  }
+
+  unwatchUser (userId: string): void {
+    if (this.#closing) return
+    const channel = this.#userChannel(userId)
+    const subscriber = this.#subscriber
+    if (subscriber === undefined) return
+    const done = this.#sharded ? subscriber.sunsubscribe(channel) : subscriber.unsubscribe(channel)
+    done.catch((err: Error) => { this.#error('unsubscribe', err) })
+  }
+
+  async close (): Promise<void> {
+    this.#closing = true
+    for (const [event, listener] of this.#publisherListeners) this.#publisher.off(event, listener)
+    this.#publisherListeners.length = 0
+    const subscriber = this.#subscriber
+    this.#subscriber = undefined
+    this.#deliver = undefined
+    this.#up = false
+    if (subscriber !== undefined) {
+      // quit() waits for Redis; disconnect() when the connection is already down.
+      if (subscriber.status === 'ready') await subscriber.quit().catch(() => subscriber.disconnect())
+      else subscriber.disconnect()
+    }
+  }
+
+  /** Channel, message and whether it is sharded, for each publish an envelope needs. */
+  #route (envelope: Envelope): Array<[string, Buffer, boolean]> {
+    if (envelope.connectionId !== undefined) {
+      // Connection ids start with the id of the instance that holds them.
+      const owner = envelope.connectionId.slice(0, envelope.connectionId.lastIndexOf('.'))
+      return [[this.#prefix + 'instance:' + owner, encodeEnvelope(envelope), this.#sharded]]
+    }
+    if (envelope.users === undefined) return [[this.#allChannel, encodeEnvelope(envelope), false]]
+
+    const except = new Set(envelope.except)
+    const users = [...new Set(envelope.users)].filter((userId) => !except.has(userId))
+    if (users.length > MAX_USER_CHANNELS_PER_MESSAGE) {
+      return [[this.#allChannel, encodeEnvelope({ ...envelope, users, except: undefined }), false]]
+    }
+    return users.map((userId) => [this.#userChannel(userId), encodeEnvelope({ id: envelope.id, payload: envelope.payload, users: [userId] }), this.#sharded])
+  }
+
+  #receive (message: Buffer): void {
+    const envelope = decodeEnvelope(message)
+    if (envelope === null) {
+      this.#metrics.backplaneInvalid.inc()
+      return
+    }
+    this.#metrics.backplaneReceived.inc()
+    this.#deliver?.(envelope)
+  }
+
+  #localOnly (envelope: Envelope): DeliveryResult {
+    this.#metrics.backplaneLocalOnly.inc()
+    const local = this.#deliver?.(envelope) ?? { id: envelope.id, delivered: 0, dropped: 0 }
+    return { ...local, instances: 1, partial: true }
+  }
+
+  async #subscribe (channel: string): Promise<void> {
+    const subscriber = this.#subscriber
+    if (subscriber === undefined) return
+    if (this.#sharded) await subscriber.ssubscribe(channel)
+    else await subscriber.subscribe(channel)
+  }
+
+  #userChannel (userId: string): string {
+    return this.#prefix + 'user:' + userId
+  }
+
+  #refreshState (): void {
+    if (this.#closing) return
+    const up = this.#publisher.status === 'ready' && this.#subscriber?.status === 'ready'
+    if (up === this.#up) return
+    this.#up = up
+    this.#metrics.backplaneStateChanges.inc({ state: up ? 'up' : 'down' })
+    if (up) this.#log.info('fanout: Redis backplane up, messages reach every instance')
+    else this.#log.warn('fanout: Redis backplane down, messages reach this instance only until it reconnects')
+  }
+
+  #error (operation: string, err: Error): void {
+    this.#metrics.backplaneErrors.inc({ operation })
+    // Connection errors repeat on every reconnect attempt: the state change is
+    // logged once at warn level, each error only at debug.
+    this.#log.debug({ err, operation }, 'fanout: Redis error')
+  }
+}

@@ -1,0 +1,21 @@
+import type { FastifyInstance } from 'fastify'
+
+export interface ReadinessState {
+  closing: boolean
+  backplaneUp: boolean
+  connections: number
+}
+
+/**
+ * `GET /fanout/ready` for load balancers: 200 while this instance accepts
+ * connections and reaches every instance, 503 otherwise. It reads state the
+ * plugin already tracks, so a probe never costs a Redis round trip.
+ */
+export function registerReadinessRoute (scope: FastifyInstance, path: string, read: () => ReadinessState): void {
+  scope.get(path, { logLevel: 'warn' }, async (_request, reply) => {
+    const { closing, backplaneUp, connections } = read()
+    const ready = !closing && backplaneUp
+    const reason = closing ? 'shutting down' : backplaneUp ? undefined : 'Redis unreachable: messages reach this instance only'
+    return await reply.code(ready ? 200 : 503).send({ ready, backplane: backplaneUp ? 'up' : 'down', connections, reason })
+  })
+}
