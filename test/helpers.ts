@@ -132,9 +132,9 @@ export async function broadcast (url: string, body: unknown, jwt = serviceToken(
 }
 
 /** Resolves once `condition()` holds, polling on the event loop (no fixed sleeps). */
-export async function until (condition: () => boolean, what: string, timeout = 5000): Promise<void> {
+export async function until (condition: () => boolean | Promise<boolean>, what: string, timeout = 5000): Promise<void> {
   const deadline = Date.now() + timeout
-  while (!condition()) {
+  while (!await condition()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise((resolve) => setTimeout(resolve, 5))
   }
