@@ -5,10 +5,11 @@ import fastifyJwt from '@fastify/jwt'
 import fastifyRedis from '@fastify/redis'
 import fastifyWebsocket from '@fastify/websocket'
 import fastifyMetricsModule, { type IMetricsPluginOptions } from 'fastify-metrics'
+import { Redis, type Cluster, type RedisOptions } from 'ioredis'
 import { WebSocket } from 'ws'
 import { extractToken, JWT_VERIFY, selectProtocol } from './auth.js'
 import { MemoryBackplane } from './backplane/memory.js'
-import { RedisBackplane } from './backplane/redis.js'
+import { closeRedisClient, RedisBackplane } from './backplane/redis.js'
 import type { Backplane } from './backplane/types.js'
 import { registerBroadcastRoute } from './broadcast-route.js'
 import { Connection } from './connection.js'
@@ -73,28 +74,21 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
   // that they never clash with the app's own JWT setup or hooks.
   await fastify.register(async function fanoutRoutes (scope) {
     if (options.redis !== undefined) {
-      // @fastify/redis creates (and closes) the client from a URL or options,
-      // or takes the app's client and leaves it open.
       const namespace = `fanout_${instanceId}`
-      await scope.register(fastifyRedis, 'client' in options.redis
-        ? { client: options.redis.client, namespace, closeClient: false }
-        : {
-            // Fail fast while disconnected instead of queueing publishes.
-            enableOfflineQueue: false,
-            commandTimeout: 2000,
-            ...options.redis.options,
-            url: options.redis.url,
-            namespace
-          })
-      backplane = new RedisBackplane({
-        client: scope.redis[namespace] as RedisBackplaneClient,
-        prefix: options.channelPrefix,
-        instanceId,
-        metrics,
-        log: fastify.log
+      // A client made from a URL or options is ours to close; the app's is not.
+      const own = 'client' in options.redis ? undefined : createRedisClient(options.redis)
+      const client = own ?? (options.redis as { client: Redis | Cluster }).client
+      try {
+        await scope.register(fastifyRedis, { client, namespace, closeClient: false })
+      } catch (err) {
+        if (own !== undefined) own.disconnect()
+        throw err
+      }
+      backplane = new RedisBackplane({ client, prefix: options.channelPrefix, instanceId, metrics, log: fastify.log })
+      scope.addHook('onClose', async () => {
+        await backplane.close()
+        if (own !== undefined) await closeRedisClient(own)
       })
-      // Added after @fastify/redis so that it runs before the client is quit.
-      scope.addHook('onClose', async () => { await backplane.close() })
     }
     await scope.register(fastifyJwt, {
       ...options.jwt,
@@ -173,7 +167,12 @@ function metricsPluginOptions (metrics: ResolvedOptions['metrics']): Partial<IMe
   }
 }
 
-type RedisBackplaneClient = ConstructorParameters<typeof RedisBackplane>[0]['client']
+function createRedisClient ({ url, options }: { url?: string, options: RedisOptions }): Redis {
+  // Fail fast while disconnected instead of queueing publishes; a hung Redis
+  // fails a publish after two seconds.
+  const settings: RedisOptions = { enableOfflineQueue: false, commandTimeout: 2000, ...options }
+  return url === undefined ? new Redis(settings) : new Redis(url, settings)
+}
 
 const plugin: FastifyPluginAsync<FanoutOptions> = fp(fanout, {
   fastify: '5.x',

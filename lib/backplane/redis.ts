@@ -121,11 +121,7 @@ export class RedisBackplane implements Backplane {
     this.#subscriber = undefined
     this.#deliver = undefined
     this.#up = false
-    if (subscriber !== undefined) {
-      // quit() waits for Redis; disconnect() when the connection is already down.
-      if (subscriber.status === 'ready') await subscriber.quit().catch(() => subscriber.disconnect())
-      else subscriber.disconnect()
-    }
+    if (subscriber !== undefined) await closeRedisClient(subscriber)
   }
 
   /** Channel, message and whether it is sharded, for each publish an envelope needs. */
@@ -188,4 +184,21 @@ export class RedisBackplane implements Backplane {
     // logged once at warn level, each error only at debug.
     this.#log.debug({ err, operation }, 'fanout: Redis error')
   }
+}
+
+/**
+ * Closes a client the plugin created: QUIT when connected, so that Redis
+ * sees a clean goodbye, and a plain disconnect when it is not (QUIT would fail
+ * or wait, and ioredis would go on reconnecting).
+ */
+export async function closeRedisClient (client: Redis | Cluster): Promise<void> {
+  if (client.status === 'ready') {
+    try {
+      await client.quit()
+      return
+    } catch {
+      // the connection dropped while quitting: disconnect below ends retries
+    }
+  }
+  client.disconnect()
 }
