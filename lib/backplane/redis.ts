@@ -25,8 +25,10 @@ type Listener = (...args: any[]) => void
  * everyone-channel, to its own instance channel (for sends to one
  * connection) and to one channel per user it holds a connection of, so a
  * message only travels to instances that have someone to give it to. With a
- * Redis Cluster client, user and instance channels use sharded pub/sub
- * (SPUBLISH/SSUBSCRIBE) so that their load spreads over the shards.
+ * Redis Cluster client every channel is a shard channel (SPUBLISH/SSUBSCRIBE):
+ * user and instance channels spread over the shards, and the everyone-channel
+ * stays on its shard instead of being copied to every node over the cluster
+ * bus as plain PUBLISH is.
  *
  * When Redis is unreachable, publishing fails fast (ioredis reports the
  * connection state; nothing is queued) and messages are delivered to this
@@ -82,7 +84,7 @@ export class RedisBackplane implements Backplane {
     this.#publisher.on('error', onPublisherError)
     this.#publisherListeners.push(['error', onPublisherError])
 
-    await subscriber.subscribe(this.#allChannel)
+    await this.#subscribe(this.#allChannel)
     await this.#subscribe(this.#instanceChannel)
     this.#refreshState()
   }
@@ -131,12 +133,12 @@ export class RedisBackplane implements Backplane {
       const owner = envelope.connectionId.slice(0, envelope.connectionId.lastIndexOf('.'))
       return [[this.#prefix + 'instance:' + owner, encodeEnvelope(envelope), this.#sharded]]
     }
-    if (envelope.users === undefined) return [[this.#allChannel, encodeEnvelope(envelope), false]]
+    if (envelope.users === undefined) return [[this.#allChannel, encodeEnvelope(envelope), this.#sharded]]
 
     const except = new Set(envelope.except)
     const users = [...new Set(envelope.users)].filter((userId) => !except.has(userId))
     if (users.length > MAX_USER_CHANNELS_PER_MESSAGE) {
-      return [[this.#allChannel, encodeEnvelope({ ...envelope, users, except: undefined }), false]]
+      return [[this.#allChannel, encodeEnvelope({ ...envelope, users, except: undefined }), this.#sharded]]
     }
     return users.map((userId) => [this.#userChannel(userId), encodeEnvelope({ id: envelope.id, payload: envelope.payload, users: [userId] }), this.#sharded])
   }
