@@ -7,6 +7,9 @@
 //                    made and ready-to-use tokens are printed
 //   ALLOWED_ORIGINS  comma-separated browser origins allowed to connect
 //                    (default: same origin only)
+//   REDIS_URL        join every instance on this Redis (default: embedded
+//                    backplane, this process only)
+import cluster from 'node:cluster'
 import { randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import Fastify from 'fastify'
@@ -15,13 +18,18 @@ import fanout from '../lib/index.js'
 
 const port = Number(process.env.PORT ?? 3000)
 const host = process.env.HOST ?? '127.0.0.1'
-const development = process.env.JWT_SECRET === undefined || process.env.JWT_SECRET === ''
-const secret = development ? randomBytes(32).toString('base64url') : process.env.JWT_SECRET as string
+// Under example/cluster.ts the primary makes the development secret and
+// hands it to every worker, so that one token works on all of them.
+const development = process.env.JWT_SECRET === undefined || process.env.JWT_SECRET === '' || process.env.FANOUT_EXAMPLE_DEV === '1'
+const secret = process.env.JWT_SECRET !== undefined && process.env.JWT_SECRET !== '' ? process.env.JWT_SECRET : randomBytes(32).toString('base64url')
+const redis = process.env.REDIS_URL !== undefined && process.env.REDIS_URL !== '' ? process.env.REDIS_URL : undefined
+// One banner per machine: in a cluster only the first worker prints it.
+const printBanner = !cluster.isWorker || cluster.worker?.id === 1
 const allowedOrigins = process.env.ALLOWED_ORIGINS?.split(',').map((origin) => origin.trim()).filter((origin) => origin !== '')
 
 const app = Fastify({ logger: { level: process.env.LOG_LEVEL ?? 'info' } })
 
-await app.register(fanout, { jwt: { secret }, allowedOrigins })
+await app.register(fanout, { jwt: { secret }, allowedOrigins, redis })
 
 // The app's own @fastify/jwt, only to sign the development tokens printed below.
 await app.register(fastifyJwt, { secret })
@@ -39,10 +47,13 @@ await app.listen({ port, host })
 const { port: actualPort } = app.server.address() as { port: number }
 const base = `http://${host.includes(':') ? `[${host}]` : host}:${actualPort}`
 
-process.stdout.write(`\nfastify-fanout example listening on ${base}\n`)
-process.stdout.write(`  open ${base}/ in a browser to watch messages arrive\n`)
-process.stdout.write(`  WebSocket endpoint ${base.replace('http', 'ws')}/ws, metrics ${base}/metrics\n`)
-if (development) {
+if (printBanner) {
+  process.stdout.write(`\nfastify-fanout example listening on ${base}\n`)
+  process.stdout.write(`  backplane: ${redis === undefined ? 'embedded (this process only)' : `Redis at ${redis.replace(/\/\/[^@]*@/, '//')}`}\n`)
+  process.stdout.write(`  open ${base}/ in a browser to watch messages arrive\n`)
+  process.stdout.write(`  WebSocket endpoint ${base.replace('http', 'ws')}/ws, metrics ${base}/metrics\n`)
+}
+if (development && printBanner) {
   process.stdout.write('\nJWT_SECRET is not set: using a random development secret. Tokens valid for 12 hours:\n')
   process.stdout.write(`  user token:    ${userToken}\n`)
   process.stdout.write(`  service token: ${serviceToken}\n\n`)

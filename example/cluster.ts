@@ -1,0 +1,41 @@
+// One worker per core, all on one port, joined through Redis:
+//   REDIS_URL=redis://127.0.0.1:6379 npm run start:cluster
+// Each worker runs example/server.ts (same environment variables); WORKERS
+// overrides the number of workers. SIGTERM or SIGINT closes every worker
+// gracefully (clients get 1001), then the primary exits.
+import cluster from 'node:cluster'
+import { randomBytes } from 'node:crypto'
+import { availableParallelism } from 'node:os'
+
+if (cluster.isPrimary) {
+  if (process.env.REDIS_URL === undefined || process.env.REDIS_URL === '') {
+    process.stderr.write('example/cluster.ts joins its workers through Redis: set REDIS_URL (e.g. REDIS_URL=redis://127.0.0.1:6379)\n')
+    process.exit(1)
+  }
+  const workers = Number(process.env.WORKERS ?? availableParallelism())
+  // Every worker must accept the same tokens: make the development secret once.
+  const env: Record<string, string> = {}
+  if (process.env.JWT_SECRET === undefined || process.env.JWT_SECRET === '') {
+    env.JWT_SECRET = randomBytes(32).toString('base64url')
+    env.FANOUT_EXAMPLE_DEV = '1'
+  }
+  let stopping = false
+  for (let i = 0; i < workers; i++) cluster.fork(env)
+  cluster.on('exit', (worker, code, signal) => {
+    if (stopping) {
+      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0)
+      return
+    }
+    process.stderr.write(`worker ${worker.process.pid} died (${signal ?? code}); starting another\n`)
+    cluster.fork(env)
+  })
+  for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(signal, () => {
+      stopping = true
+      // Each worker closes its app gracefully on SIGTERM (see server.ts).
+      for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM')
+    })
+  }
+} else {
+  await import('./server.js')
+}

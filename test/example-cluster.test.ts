@@ -1,0 +1,64 @@
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
+import t from 'tap'
+import { WebSocket } from 'ws'
+import { closed, nextMessage } from './helpers.js'
+import { freePort, startRedis } from './redis-helpers.js'
+
+const primary = fileURLToPath(new URL('../example/cluster.ts', import.meta.url))
+
+t.test('the cluster example runs workers on one port joined by Redis, and shuts down cleanly', async (t) => {
+  const redis = await startRedis(t)
+  // A fixed port: with port 0 each cluster worker would listen on a port of its own.
+  const port = await freePort()
+  const child = spawn(process.execPath, ['--import', 'tsx', primary], {
+    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: '', WORKERS: '2', REDIS_URL: redis.url, LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  const killer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+  t.teardown(() => { clearTimeout(killer); child.kill('SIGKILL') })
+
+  let output = ''
+  child.stdout.setEncoding('utf8')
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (chunk: string) => {
+      output += chunk
+      if (output.includes('curl -X POST')) resolve()
+    })
+    child.once('exit', (code) => reject(new Error(`cluster example exited early with ${code}: ${output}`)))
+  })
+  const base = /listening on (http:\/\/\S+)/.exec(output)?.[1] as string
+  const userToken = /user token: +(\S+)/.exec(output)?.[1] as string
+  const serviceToken = /service token: +(\S+)/.exec(output)?.[1] as string
+  t.match(output, /backplane: Redis/)
+
+  // New connections go round-robin over the workers: keep opening until both answered.
+  const clients: WebSocket[] = []
+  for (let i = 0; i < 6; i++) {
+    const ws = new WebSocket(`${base.replace('http', 'ws')}/ws`, ['fanout.v1', `bearer.${userToken}`])
+    t.teardown(() => ws.terminate())
+    await once(ws, 'open')
+    clients.push(ws)
+  }
+  // Wait until both workers have subscribed (the second one may still be starting).
+  let instances = 0
+  for (let attempt = 0; attempt < 50 && instances < 2; attempt++) {
+    const response = await fetch(`${base}/broadcast`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${serviceToken}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ data: { attempt } })
+    })
+    t.equal(response.status, 202)
+    instances = (await response.json() as { instances: number }).instances
+    for (const ws of clients) t.same((await nextMessage(ws)).data, { attempt }, 'each client gets each message once, whichever worker holds it')
+  }
+  t.equal(instances, 2, 'both workers took the message from Redis')
+
+  const closings = clients.map(closed)
+  const exited = once(child, 'exit')
+  child.kill('SIGTERM')
+  for (const closing of closings) t.equal((await closing).code, 1001)
+  const [code] = await exited as [number]
+  t.equal(code, 0, 'the primary exits once every worker has')
+})
