@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { hasScope, verifyRequest } from './auth.js'
-import { InvalidBroadcastError, ScopeForbiddenError } from './errors.js'
+import { BackplaneDownError, InvalidBroadcastError, ScopeForbiddenError } from './errors.js'
 import type { Fanout } from './fanout.js'
 import type { ResolvedOptions } from './options.js'
 
@@ -64,13 +64,8 @@ export function registerBroadcastRoute (scope: FastifyInstance, options: Resolve
       if (result.partial === true) {
         // Redis is unreachable: this instance's clients got it, others did not.
         // A retry would reach this instance's clients twice.
-        return await reply.code(503).send({
-          statusCode: 503,
-          code: 'FST_FANOUT_BACKPLANE_DOWN',
-          error: 'Service Unavailable',
-          message: `Redis is unreachable: delivered on this instance only (${result.delivered ?? 0} connections), not to other instances`,
-          ...result
-        })
+        const error = new BackplaneDownError(result.delivered ?? 0)
+        return await reply.code(503).send({ statusCode: 503, code: error.code, error: 'Service Unavailable', message: error.message, ...result })
       }
       return await reply.code(202).send(result)
     }

@@ -65,3 +65,9 @@ export const InvalidMessageError = createError<[string, { cause: unknown }?]>(
 export const UpgradeRequiredError = createError<[string]>(
   'FST_FANOUT_UPGRADE_REQUIRED', '%s is a WebSocket endpoint: connect with a WebSocket client', 426, Error, NO_STACK
 )
+
+// Backplane
+export const BackplaneDownError = createError<[number]>(
+  'FST_FANOUT_BACKPLANE_DOWN',
+  'Redis is unreachable: delivered on this instance only (%d connections), not to other instances', 503, Error, NO_STACK
+)

@@ -36,7 +36,11 @@ t.test('bad options fail at register time with FST_FANOUT_INVALID_OPTION and say
     ['scope with spaces', { jwt, broadcastScope: 'a b' }, /`broadcastScope` must be one scope name/],
     ['empty claim', { jwt, userClaim: '' }, /`userClaim` must be a non-empty string/],
     ['bad registry', { jwt, metrics: { registry: {} } }, /`metrics.registry` must be a prom-client Registry/],
-    ['negative close timeout', { jwt, closeTimeout: -1 }, /`closeTimeout`/]
+    ['negative close timeout', { jwt, closeTimeout: -1 }, /`closeTimeout`/],
+    ['redis not a URL', { jwt, redis: 'localhost:6379' }, /`redis` must be a redis:\/\/ or rediss:\/\/ URL/],
+    ['redis a number', { jwt, redis: 6379 }, /`redis` must be a redis:\/\/ URL, ioredis options or an ioredis client/],
+    ['empty prefix', { jwt, channelPrefix: '' }, /`channelPrefix` must be a non-empty string/],
+    ['relative readiness path', { jwt, readinessPath: 'ready' }, /`readinessPath` must be a path/]
   ]
   for (const [name, options, message] of cases) {
     const error = await register(options).then(() => undefined, (err: unknown) => err)
@@ -65,4 +69,14 @@ t.test('your own websocket routes work next to fastify-fanout', async (t) => {
   ws.send('ping?')
   const [echo] = await once(ws, 'message') as [Buffer]
   t.equal(echo.toString(), 'ping?')
+})
+
+t.test('the readiness route on the embedded backplane, and turned off', async (t) => {
+  const { build } = await import('./helpers.js')
+  const { url } = await build(t)
+  const ready = await fetch(`${url}/fanout/ready`)
+  t.equal(ready.status, 200)
+  t.same(await ready.json(), { ready: true, backplane: 'up', connections: 0 })
+  const off = await build(t, { readinessPath: false })
+  t.equal((await fetch(`${off.url}/fanout/ready`)).status, 404)
 })
