@@ -1,8 +1,10 @@
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
+import Fastify from 'fastify'
 import t from 'tap'
-import { broadcast, build, type Built, connect, nextMessage, sample, token, until } from './helpers.js'
-import { randomPrefix, startRedis } from './redis-helpers.js'
+import fanout from '../lib/index.js'
+import { broadcast, build, type Built, connect, nextMessage, sample, SECRET, token, until } from './helpers.js'
+import { freePort, randomPrefix, startRedis } from './redis-helpers.js'
 
 // A real garbage collection, so that heap figures show what is retained.
 setFlagsFromString('--expose-gc')
@@ -79,4 +81,13 @@ t.test('an app whose Redis is gone still closes cleanly', async (t) => {
   const started = Date.now()
   await a.app.close()
   t.ok(Date.now() - started < 5000, 'close does not wait for Redis')
+})
+
+t.test('Redis unreachable at start: registration fails and nothing is left reconnecting', async (t) => {
+  const app = Fastify({ pluginTimeout: 1000 })
+  t.teardown(() => app.close())
+  const closedPort = await freePort() // nothing listens there
+  const error = await app.register(fanout, { jwt: { secret: SECRET }, redis: `redis://127.0.0.1:${closedPort}` }).ready().then(() => undefined, (err: unknown) => err)
+  t.match(error, { code: 'FST_ERR_PLUGIN_TIMEOUT', message: /@fastify\/redis/ })
+  // If the client were still reconnecting, this test process would never exit and tap would time it out.
 })
