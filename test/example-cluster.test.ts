@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { WebSocket } from 'ws'
-import { closed, nextMessage } from './helpers.js'
+import { closed, collect, nextMessage } from './helpers.js'
 import { freePort, startRedis } from './redis-helpers.js'
 
 const primary = fileURLToPath(new URL('../example/cluster.ts', import.meta.url))
@@ -38,6 +38,7 @@ t.test('the cluster example runs workers on one port joined by Redis, and shuts 
   for (let i = 0; i < 6; i++) {
     const ws = new WebSocket(`${base.replace('http', 'ws')}/ws`, ['fanout.v1', `bearer.${userToken}`])
     t.teardown(() => ws.terminate())
+    collect(ws) // buffer from the start: messages may arrive before the test waits for them
     await once(ws, 'open')
     clients.push(ws)
   }

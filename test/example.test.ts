@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { WebSocket } from 'ws'
-import { closed, nextMessage } from './helpers.js'
+import { closed, collect, nextMessage } from './helpers.js'
 
 const server = fileURLToPath(new URL('../example/server.ts', import.meta.url))
 
@@ -38,6 +38,7 @@ t.test('the example server prints working tokens, serves its page, and exits on 
 
   const ws = new WebSocket(`${base.replace('http', 'ws')}/ws`, ['fanout.v1', `bearer.${userToken}`])
   t.teardown(() => ws.terminate())
+  collect(ws)
   await once(ws, 'open')
   const arrival = nextMessage(ws)
   const response = await fetch(`${base}/broadcast`, {

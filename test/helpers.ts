@@ -54,6 +54,11 @@ interface Inbox {
 // can never miss a frame that arrived before it started waiting.
 const inboxes = new WeakMap<WebSocket, Inbox>()
 
+/** Starts buffering what a client receives (`connect` does it for its clients). */
+export function collect (ws: WebSocket): void {
+  inboxOf(ws)
+}
+
 function inboxOf (ws: WebSocket): Inbox {
   let inbox = inboxes.get(ws)
   if (inbox !== undefined) return inbox
