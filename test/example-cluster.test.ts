@@ -1,36 +1,14 @@
-import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { WebSocket } from 'ws'
-import { closed, collect, nextMessage } from './helpers.js'
+import { closed, collect, nextMessage, runExample } from './helpers.js'
 import { freePort, startRedis } from './redis-helpers.js'
-
-const primary = fileURLToPath(new URL('../example/cluster.ts', import.meta.url))
 
 t.test('the cluster example runs workers on one port joined by Redis, and shuts down cleanly', async (t) => {
   const redis = await startRedis(t)
   // A fixed port: with port 0 each cluster worker would listen on a port of its own.
   const port = await freePort()
-  const child = spawn(process.execPath, ['--import', 'tsx', primary], {
-    env: { ...process.env, PORT: String(port), HOST: '127.0.0.1', JWT_SECRET: '', WORKERS: '2', REDIS_URL: redis.url, LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'inherit']
-  })
-  const killer = setTimeout(() => child.kill('SIGKILL'), 30_000)
-  t.teardown(() => { clearTimeout(killer); child.kill('SIGKILL') })
-
-  let output = ''
-  child.stdout.setEncoding('utf8')
-  await new Promise<void>((resolve, reject) => {
-    child.stdout.on('data', (chunk: string) => {
-      output += chunk
-      if (output.includes('curl -X POST')) resolve()
-    })
-    child.once('exit', (code) => reject(new Error(`cluster example exited early with ${code}: ${output}`)))
-  })
-  const base = /listening on (http:\/\/\S+)/.exec(output)?.[1] as string
-  const userToken = /user token: +(\S+)/.exec(output)?.[1] as string
-  const serviceToken = /service token: +(\S+)/.exec(output)?.[1] as string
+  const { child, output, base, userToken, serviceToken } = await runExample(t, '../example/cluster.ts', { PORT: String(port), WORKERS: '2', REDIS_URL: redis.url })
   t.match(output, /backplane: Redis/)
 
   // New connections go round-robin over the workers: keep opening until both answered.

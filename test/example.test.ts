@@ -1,34 +1,11 @@
-import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { WebSocket } from 'ws'
-import { closed, collect, nextMessage } from './helpers.js'
-
-const server = fileURLToPath(new URL('../example/server.ts', import.meta.url))
+import { closed, collect, nextMessage, runExample } from './helpers.js'
 
 t.test('the example server prints working tokens, serves its page, and exits on SIGTERM after 1001 to clients', async (t) => {
-  const child = spawn(process.execPath, ['--import', 'tsx', server], {
-    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', JWT_SECRET: '', LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'inherit']
-  })
-  const killer = setTimeout(() => child.kill('SIGKILL'), 30_000)
-  t.teardown(() => { clearTimeout(killer); child.kill('SIGKILL') })
-
-  let output = ''
-  child.stdout.setEncoding('utf8')
-  await new Promise<void>((resolve, reject) => {
-    child.stdout.on('data', (chunk: string) => {
-      output += chunk
-      if (output.includes('curl -X POST')) resolve()
-    })
-    child.once('exit', (code) => reject(new Error(`example exited early with ${code}: ${output}`)))
-  })
-
-  const base = /listening on (http:\/\/\S+)/.exec(output)?.[1] as string
-  const userToken = /user token: +(\S+)/.exec(output)?.[1] as string
-  const serviceToken = /service token: +(\S+)/.exec(output)?.[1] as string
-  t.ok(base !== undefined && userToken !== undefined && serviceToken !== undefined, 'prints the address and both tokens')
+  const { child, base, userToken, serviceToken } = await runExample(t, '../example/server.ts', { PORT: '0' })
+  t.pass('prints the address and both tokens')
 
   const page = await fetch(`${base}/`)
   t.equal(page.status, 200)

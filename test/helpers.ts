@@ -1,4 +1,6 @@
+import { spawn, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
 import type { IncomingMessage } from 'node:http'
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
 import { createSigner } from 'fast-jwt'
@@ -149,4 +151,46 @@ export async function until (condition: () => boolean | Promise<boolean>, what: 
 export function sample (text: string, name: string, labels = ''): number | undefined {
   const line = text.split('\n').find((l) => l.startsWith(labels === '' ? `${name} ` : `${name}{${labels}}`))
   return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(' ') + 1))
+}
+
+export interface RunningExample {
+  child: ChildProcess
+  output: string
+  base: string
+  userToken: string
+  serviceToken: string
+}
+
+/**
+ * Runs an example script (in development mode, no JWT_SECRET) in a child
+ * process until it has printed its banner; killed when the test ends.
+ */
+export async function runExample (t: Test, script: string, env: Record<string, string>): Promise<RunningExample> {
+  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL(script, import.meta.url))], {
+    env: { ...process.env, HOST: '127.0.0.1', JWT_SECRET: '', LOG_LEVEL: 'warn', ...env },
+    stdio: ['ignore', 'pipe', 'inherit']
+  })
+  const killer = setTimeout(() => child.kill('SIGKILL'), 30_000)
+  t.teardown(() => { clearTimeout(killer); child.kill('SIGKILL') })
+  let output = ''
+  child.stdout.setEncoding('utf8')
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (chunk: string) => {
+      output += chunk
+      if (output.includes('curl -X POST')) resolve()
+    })
+    child.once('exit', (code) => reject(new Error(`${script} exited early with ${code}: ${output}`)))
+  })
+  const printed = (pattern: RegExp): string => {
+    const value = pattern.exec(output)?.[1]
+    if (value === undefined) throw new Error(`${script} did not print ${pattern}: ${output}`)
+    return value
+  }
+  return {
+    child,
+    output,
+    base: printed(/listening on (http:\/\/\S+)/),
+    userToken: printed(/user token: +(\S+)/),
+    serviceToken: printed(/service token: +(\S+)/)
+  }
 }
