@@ -65,10 +65,6 @@ export class Connection implements FanoutConnection {
     return this.#socket.bufferedAmount
   }
 
-  get isOpen (): boolean {
-    return this.#socket.readyState === WebSocket.OPEN
-  }
-
   /**
    * Writes one encoded message unless the connection is closing or already
    * holds more than `maxBufferedBytes` unsent. A message always goes out on an

@@ -2,14 +2,12 @@ import { randomBytes } from 'node:crypto'
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify'
 import fp from 'fastify-plugin'
 import fastifyJwt from '@fastify/jwt'
-import fastifyRedis from '@fastify/redis'
 import fastifyWebsocket from '@fastify/websocket'
-import fastifyMetricsModule, { type IMetricsPluginOptions } from 'fastify-metrics'
-import { Redis, type Cluster, type RedisOptions } from 'ioredis'
+import fastifyMetricsModule from 'fastify-metrics'
 import { WebSocket } from 'ws'
 import { extractToken, JWT_VERIFY, selectProtocol } from './auth.js'
 import { MemoryBackplane } from './backplane/memory.js'
-import { closeRedisClient, RedisBackplane } from './backplane/redis.js'
+import { registerRedisBackplane } from './backplane/redis.js'
 import type { Backplane } from './backplane/types.js'
 import { registerBroadcastRoute } from './broadcast-route.js'
 import { Connection } from './connection.js'
@@ -19,7 +17,7 @@ import { registerReadinessRoute } from './readiness.js'
 import { InvalidOptionError, WebSocketAlreadyRegisteredError } from './errors.js'
 import { Fanout } from './fanout.js'
 import { Heartbeat } from './heartbeat.js'
-import { FanoutMetrics } from './metrics.js'
+import { FanoutMetrics, metricsPluginOptions } from './metrics.js'
 import { resolveOptions, type ResolvedOptions } from './options.js'
 import { Registry } from './registry.js'
 import { closeClients } from './shutdown.js'
@@ -74,21 +72,7 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
   // that they never clash with the app's own JWT setup or hooks.
   await fastify.register(async function fanoutRoutes (scope) {
     if (options.redis !== undefined) {
-      const namespace = `fanout_${instanceId}`
-      // A client made from a URL or options is ours to close; the app's is not.
-      const own = 'client' in options.redis ? undefined : createRedisClient(options.redis)
-      const client = own ?? (options.redis as { client: Redis | Cluster }).client
-      try {
-        await scope.register(fastifyRedis, { client, namespace, closeClient: false })
-      } catch (err) {
-        if (own !== undefined) own.disconnect()
-        throw err
-      }
-      backplane = new RedisBackplane({ client, prefix: options.channelPrefix, instanceId, metrics, log: fastify.log })
-      scope.addHook('onClose', async () => {
-        await backplane.close()
-        if (own !== undefined) await closeRedisClient(own)
-      })
+      backplane = await registerRedisBackplane(scope, options.redis, { prefix: options.channelPrefix, instanceId, metrics, log: fastify.log })
     }
     await scope.register(fastifyJwt, {
       ...options.jwt,
@@ -123,7 +107,7 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
   })
   fastify.addHook('onClose', async () => {
     heartbeat.stop()
-    if (options.redis === undefined) await backplane.close()
+    await backplane.close() // the Redis one closed already, before its client (idempotent)
   })
 }
 
@@ -144,34 +128,6 @@ function websocketServerOptions (options: ResolvedOptions): fastifyWebsocket.Web
         }
   }
   return serverOptions
-}
-
-function metricsPluginOptions (metrics: ResolvedOptions['metrics']): Partial<IMetricsPluginOptions> {
-  const { registry, fastifyMetrics: extra } = metrics
-  const overrides = extra.routeMetrics?.overrides
-  // Everything goes to the instance's own registry, never prom-client's global
-  // one, so two Fastify instances in one process do not collide.
-  return {
-    ...extra,
-    endpoint: metrics.endpoint,
-    defaultMetrics: { enabled: true, ...extra.defaultMetrics, register: registry },
-    routeMetrics: {
-      enabled: true,
-      ...extra.routeMetrics,
-      overrides: {
-        ...overrides,
-        histogram: { ...overrides?.histogram, registers: [registry] },
-        summary: { ...overrides?.summary, registers: [registry] }
-      }
-    }
-  }
-}
-
-function createRedisClient ({ url, options }: { url?: string, options: RedisOptions }): Redis {
-  // Fail fast while disconnected instead of queueing publishes; a hung Redis
-  // fails a publish after two seconds.
-  const settings: RedisOptions = { enableOfflineQueue: false, commandTimeout: 2000, ...options }
-  return url === undefined ? new Redis(settings) : new Redis(url, settings)
 }
 
 const plugin: FastifyPluginAsync<FanoutOptions> = fp(fanout, {

@@ -1,4 +1,7 @@
+import type { IMetricsPluginOptions } from 'fastify-metrics'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import { CloseCode } from './close-codes.js'
+import type { ResolvedOptions } from './options.js'
 
 /** Why a connection attempt was refused before the upgrade. */
 export type RejectReason =
@@ -10,7 +13,7 @@ export type DropReason = 'slow_consumer' | 'not_open'
 
 // Close codes that keep their own label; anything else a client sends is
 // folded into a range label so that clients cannot grow the label set.
-const KNOWN_CLOSE_CODES = new Set([1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 1015, 4000, 4008, 4029])
+const KNOWN_CLOSE_CODES = new Set<number>([1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 1015, ...Object.values(CloseCode)])
 
 /**
  * fastify-fanout's Prometheus metrics, on a registry owned by one Fastify
@@ -90,9 +93,31 @@ export class FanoutMetrics {
   }
 }
 
-export function closeCodeLabel (code: number): string {
+function closeCodeLabel (code: number): string {
   if (KNOWN_CLOSE_CODES.has(code)) return String(code)
   if (code >= 3000 && code <= 3999) return '3xxx'
   if (code >= 4000 && code <= 4999) return '4xxx'
   return 'other'
+}
+
+/** fastify-metrics options that put everything on the instance's registry. */
+export function metricsPluginOptions (metrics: ResolvedOptions['metrics']): Partial<IMetricsPluginOptions> {
+  const { registry, fastifyMetrics: extra } = metrics
+  const overrides = extra.routeMetrics?.overrides
+  // Everything goes to the instance's own registry, never prom-client's global
+  // one, so two Fastify instances in one process do not collide.
+  return {
+    ...extra,
+    endpoint: metrics.endpoint,
+    defaultMetrics: { enabled: true, ...extra.defaultMetrics, register: registry },
+    routeMetrics: {
+      enabled: true,
+      ...extra.routeMetrics,
+      overrides: {
+        ...overrides,
+        histogram: { ...overrides?.histogram, registers: [registry] },
+        summary: { ...overrides?.summary, registers: [registry] }
+      }
+    }
+  }
 }

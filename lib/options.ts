@@ -4,6 +4,7 @@ import type { Cluster, Redis, RedisOptions } from 'ioredis'
 import type { IMetricsPluginOptions } from 'fastify-metrics'
 import { InvalidOptionError } from './errors.js'
 import { parseOriginPolicy, type OriginPolicy } from './origin.js'
+import type { RedisSetting } from './backplane/redis.js'
 import type { FanoutOptions, SlowConsumerPolicy } from './types.js'
 
 /** Options after defaults and validation: every field present, frozen. */
@@ -31,7 +32,7 @@ export interface ResolvedOptions {
     readonly fastifyMetrics: Partial<Omit<IMetricsPluginOptions, 'endpoint'>>
   }
   /** Absent: the embedded backplane. */
-  readonly redis: { readonly client: Redis | Cluster } | { readonly url?: string, readonly options: RedisOptions } | undefined
+  readonly redis: RedisSetting | undefined
   readonly channelPrefix: string
   readonly readinessPath: string | false
 }

@@ -1,5 +1,6 @@
-import type { FastifyBaseLogger } from 'fastify'
-import type { Cluster, Redis } from 'ioredis'
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
+import fastifyRedis from '@fastify/redis'
+import { Redis, type Cluster, type RedisOptions } from 'ioredis'
 import { decodeEnvelope, encodeEnvelope } from './codec.js'
 import type { Backplane, Deliver, Envelope } from './types.js'
 import type { FanoutMetrics } from '../metrics.js'
@@ -9,7 +10,7 @@ import type { DeliveryResult } from '../types.js'
 const MAX_USER_CHANNELS_PER_MESSAGE = 64
 
 export interface RedisBackplaneOptions {
-  /** The publishing connection (from @fastify/redis); the subscriber is duplicated from it. */
+  /** The publishing connection; the subscriber is duplicated from it. */
   readonly client: Redis | Cluster
   /** Prepended to every channel name, so that several apps can share a Redis. */
   readonly prefix: string
@@ -193,7 +194,7 @@ export class RedisBackplane implements Backplane {
  * sees a clean goodbye, and a plain disconnect when it is not (QUIT would fail
  * or wait, and ioredis would go on reconnecting).
  */
-export async function closeRedisClient (client: Redis | Cluster): Promise<void> {
+async function closeRedisClient (client: Redis | Cluster): Promise<void> {
   if (client.status === 'ready') {
     try {
       await client.quit()
@@ -203,4 +204,39 @@ export async function closeRedisClient (client: Redis | Cluster): Promise<void> 
     }
   }
   client.disconnect()
+}
+
+/** The `redis` option, resolved: the app's client, or what to make one from. */
+export type RedisSetting = { readonly client: Redis | Cluster } | { readonly url?: string, readonly options: RedisOptions }
+
+/**
+ * Registers @fastify/redis in `scope` with the publishing client and returns
+ * the backplane. A client made from a URL or options is the plugin's: made
+ * to fail fast while disconnected (no offline queue; a hung Redis fails a
+ * command after 2 s) and closed on `close`. The app's client is left open.
+ */
+export async function registerRedisBackplane (
+  scope: FastifyInstance,
+  setting: RedisSetting,
+  options: Omit<RedisBackplaneOptions, 'client'>
+): Promise<RedisBackplane> {
+  const own = 'client' in setting ? undefined : createClient(setting)
+  const client = 'client' in setting ? setting.client : own as Redis
+  try {
+    await scope.register(fastifyRedis, { client, namespace: `fanout_${options.instanceId}`, closeClient: false })
+  } catch (err) {
+    own?.disconnect() // never connected: stop its reconnect attempts
+    throw err
+  }
+  const backplane = new RedisBackplane({ ...options, client })
+  scope.addHook('onClose', async () => {
+    await backplane.close()
+    if (own !== undefined) await closeRedisClient(own)
+  })
+  return backplane
+}
+
+function createClient ({ url, options }: { url?: string, options: RedisOptions }): Redis {
+  const settings: RedisOptions = { enableOfflineQueue: false, commandTimeout: 2000, ...options }
+  return url === undefined ? new Redis(settings) : new Redis(url, settings)
 }
