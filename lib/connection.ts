@@ -1,7 +1,10 @@
+import type { Socket } from 'node:net'
 import { WebSocket } from 'ws'
 import type { FastifyBaseLogger } from 'fastify'
 import { CloseCode, isApplicationCloseCode } from './close-codes.js'
 import { InvalidCloseCodeError } from './errors.js'
+import type { Flusher } from './flusher.js'
+import type { OutboundFrame } from './frame.js'
 import type { FanoutMetrics } from './metrics.js'
 import type { Registry } from './registry.js'
 import type { FanoutConnection, TokenClaims } from './types.js'
@@ -18,9 +21,21 @@ export interface ConnectionContext {
   readonly closeSlowConsumers: boolean
   /** Encodes `data` and writes it to `connection`, counting it like any message. */
   readonly send: (connection: Connection, data: unknown) => boolean
+  /** Writes queued frames to sockets, a slice per event-loop turn. */
+  readonly flusher: Flusher
+}
+
+// ws keeps the TCP socket and the negotiated extensions in fields it does not
+// document; ws 8 (pinned by @fastify/websocket 11) has had them throughout.
+interface WebSocketInternals {
+  _socket: Socket
+  _extensions: Record<string, { params?: Record<string, unknown> } | undefined>
 }
 
 const kConnection = Symbol('fanout.connection')
+
+/** Queued bytes past which a connection is written at once instead of at the flusher's turn. */
+const EAGER_FLUSH_BYTES = 64 * 1024
 
 declare module 'ws' {
   interface WebSocket {
@@ -28,12 +43,17 @@ declare module 'ws' {
   }
 }
 
-const SEND_TEXT = { binary: false } as const
-
 /**
  * One authenticated WebSocket. Holds only a few fields: the upgrade request
  * is not retained, and the socket's listeners are shared functions that find
  * their connection through a symbol, so a connection costs no closures.
+ *
+ * Data frames do not go through ws's sender: each message is framed once
+ * (OutboundFrame) and the same bytes are queued here, then written to the TCP
+ * socket together with whatever else is queued when the flusher reaches this
+ * connection (one corked write). ws keeps the handshake, the receive path,
+ * pings and close; its frames are written whole and synchronously, so they
+ * never split ours, and nothing is written once ws has started closing.
  */
 export class Connection implements FanoutConnection {
   readonly id: string
@@ -43,7 +63,13 @@ export class Connection implements FanoutConnection {
   /** Heartbeat ticks since the client last sent anything (frame, ping or pong). */
   idleTicks = 0
   readonly #socket: WebSocket
+  readonly #tcp: Socket
   readonly #context: ConnectionContext
+  /** Negotiated deflate window for shared compressed frames; 0 when deflate is off. */
+  readonly #deflateBits: number
+  /** Frames waiting for the flusher (null when none). */
+  #queue: Buffer[] | null = null
+  #queuedBytes = 0
   /** The code the server closed with, when it closed first (ws reports the peer's). */
   #closeCode: number | undefined
 
@@ -53,6 +79,8 @@ export class Connection implements FanoutConnection {
     this.claims = claims
     this.connectedAt = Date.now()
     this.#socket = socket
+    this.#tcp = (socket as unknown as WebSocketInternals)._socket
+    this.#deflateBits = negotiatedDeflateBits(socket)
     this.#context = context
     socket[kConnection] = this
     socket.on('message', Connection.#onMessage)
@@ -61,29 +89,59 @@ export class Connection implements FanoutConnection {
     socket.on('close', Connection.#onClose)
   }
 
+  /** Bytes queued here or in the socket, not yet taken by the kernel. */
   get bufferedAmount (): number {
-    return this.#socket.bufferedAmount
+    return this.#tcp.writableLength + this.#queuedBytes
   }
 
   /**
-   * Writes one encoded message unless the connection is closing or already
-   * holds more than `maxBufferedBytes` unsent. A message always goes out on an
+   * Queues one message unless the connection is closing or already holds
+   * more than `maxBufferedBytes` unsent. A message always goes out on an
    * empty buffer, so memory per connection stays within the bound plus one
    * message.
    */
-  write (payload: Buffer): WriteOutcome {
-    const socket = this.#socket
-    if (socket.readyState !== WebSocket.OPEN) return 'not_open'
-    const buffered = socket.bufferedAmount
-    if (buffered !== 0 && buffered + payload.length > this.#context.maxBufferedBytes) {
+  write (frame: OutboundFrame): WriteOutcome {
+    if (this.#socket.readyState !== WebSocket.OPEN) return 'not_open'
+    const bytes = this.#deflateBits === 0 ? frame.plain() : frame.forDeflate(this.#deflateBits)
+    const buffered = this.bufferedAmount
+    if (buffered !== 0 && buffered + bytes.length > this.#context.maxBufferedBytes) {
       if (this.#context.closeSlowConsumers) {
         this.#context.log.debug({ connectionId: this.id, userId: this.userId, buffered }, 'fanout: closing slow consumer')
         this.closeWith(CloseCode.SLOW_CONSUMER, 'slow consumer')
       }
       return 'slow'
     }
-    socket.send(payload, SEND_TEXT)
+    if (this.#queue === null) {
+      this.#queue = [bytes]
+      this.#context.flusher.mark(this)
+    } else {
+      this.#queue.push(bytes)
+    }
+    this.#queuedBytes += bytes.length
+    // Coalescing pays off for small frames; a big queue goes to the kernel now
+    // rather than count against the bound while the kernel could take it.
+    if (this.#queuedBytes >= EAGER_FLUSH_BYTES) this.flush()
     return 'sent'
+  }
+
+  /** Writes every queued frame in one corked write (one syscall). */
+  flush (): void {
+    const queue = this.#queue
+    if (queue === null) return
+    this.#queue = null
+    this.#queuedBytes = 0
+    const tcp = this.#tcp
+    if (this.#socket.readyState !== WebSocket.OPEN || !tcp.writable) {
+      this.#context.metrics.dropped('not_open', queue.length)
+      return
+    }
+    if (queue.length === 1) {
+      tcp.write(queue[0] as Buffer)
+      return
+    }
+    tcp.cork()
+    for (const bytes of queue) tcp.write(bytes)
+    tcp.uncork()
   }
 
   send (data: unknown): boolean {
@@ -95,9 +153,10 @@ export class Connection implements FanoutConnection {
     this.closeWith(code, reason)
   }
 
-  /** Starts the closing handshake with any valid code. */
+  /** Starts the closing handshake with any valid code, after what is queued. */
   closeWith (code: number, reason: string): void {
     if (this.#socket.readyState !== WebSocket.OPEN) return
+    this.flush()
     this.#closeCode = code
     this.#socket.close(code, reason)
   }
@@ -139,6 +198,11 @@ export class Connection implements FanoutConnection {
     const connection = this[kConnection]
     if (connection === undefined) return
     const context = connection.#context
+    if (connection.#queue !== null) {
+      context.metrics.dropped('not_open', connection.#queue.length)
+      connection.#queue = null
+      connection.#queuedBytes = 0
+    }
     if (context.registry.remove(connection)) context.metrics.disconnected(connection.#closeCode ?? code)
   }
 }
@@ -148,4 +212,11 @@ function protocolErrorCloseCode (code: string | undefined): number {
   if (code === 'WS_ERR_INVALID_UTF8') return CloseCode.INVALID_DATA
   if (code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' || code === 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH') return CloseCode.MESSAGE_TOO_BIG
   return CloseCode.PROTOCOL_ERROR
+}
+
+function negotiatedDeflateBits (socket: WebSocket): number {
+  const params = (socket as unknown as WebSocketInternals)._extensions['permessage-deflate']?.params
+  if (params === undefined || params === null) return 0
+  const bits = params.server_max_window_bits
+  return typeof bits === 'number' ? bits : 15
 }

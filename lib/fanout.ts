@@ -1,4 +1,5 @@
 import type { Connection } from './connection.js'
+import { OutboundFrame, type FrameCompression } from './frame.js'
 import type { Envelope, LocalDelivery } from './backplane/types.js'
 import { encodeMessage } from './message.js'
 import type { FanoutMetrics } from './metrics.js'
@@ -15,14 +16,19 @@ export class Fanout {
   readonly #registry: Registry
   readonly #metrics: FanoutMetrics
   readonly #publish: (envelope: Envelope) => Promise<DeliveryResult>
+  readonly #compression: FrameCompression | false
   #sequence = 0
 
   /** `publish` hands an envelope to the backplane in use. */
-  constructor (instanceId: string, registry: Registry, metrics: FanoutMetrics, publish: (envelope: Envelope) => Promise<DeliveryResult>) {
+  constructor (
+    instanceId: string, registry: Registry, metrics: FanoutMetrics,
+    publish: (envelope: Envelope) => Promise<DeliveryResult>, compression: FrameCompression | false
+  ) {
     this.#instanceId = instanceId
     this.#registry = registry
     this.#metrics = metrics
     this.#publish = publish
+    this.#compression = compression
   }
 
   /** A message id unique across instances: this instance's id and a counter. */
@@ -33,10 +39,10 @@ export class Fanout {
   /** Writes straight to a connection of this instance: no backplane hop. */
   sendToConnection (connection: Connection, data: unknown): boolean {
     const started = process.hrtime.bigint()
-    const payload = encodeMessage(this.nextId(), data)
+    const frame = new OutboundFrame(encodeMessage(this.nextId(), data), this.#compression)
     const tally = newTally()
-    write(connection, payload, tally)
-    this.#record(tally, payload.length, started)
+    write(connection, frame, tally)
+    this.#record(tally, frame.payload.length, started)
     return tally.delivered === 1
   }
 
@@ -55,27 +61,30 @@ export class Fanout {
   /** Writes an envelope to the local connections it targets. */
   deliver (envelope: Envelope): LocalDelivery {
     const started = process.hrtime.bigint()
-    const { payload, users, connectionId } = envelope
+    const { users, connectionId } = envelope
+    // Framed once here (and compressed once per window size, if needed): every
+    // target gets the same bytes.
+    const frame = new OutboundFrame(envelope.payload, this.#compression)
     const except = envelope.except !== undefined && envelope.except.length > 0 ? new Set(envelope.except) : undefined
     const tally = newTally()
 
     if (connectionId !== undefined) {
       const connection = this.#registry.get(connectionId)
-      if (connection !== undefined) write(connection, payload, tally)
+      if (connection !== undefined) write(connection, frame, tally)
     } else if (users !== undefined) {
       // A user named twice still gets one copy.
       for (const userId of new Set(users)) {
         if (except?.has(userId) === true) continue
-        for (const connection of this.#registry.ofUser(userId)) write(connection, payload, tally)
+        for (const connection of this.#registry.ofUser(userId)) write(connection, frame, tally)
       }
     } else {
       for (const connection of this.#registry.values()) {
         if (except?.has(connection.userId) === true) continue
-        write(connection, payload, tally)
+        write(connection, frame, tally)
       }
     }
 
-    this.#record(tally, payload.length, started)
+    this.#record(tally, frame.payload.length, started)
     return { id: envelope.id, delivered: tally.delivered, dropped: tally.slow + tally.notOpen }
   }
 
@@ -99,8 +108,8 @@ function newTally (): Tally {
   return { delivered: 0, slow: 0, notOpen: 0 }
 }
 
-function write (connection: Connection, payload: Buffer, tally: Tally): void {
-  switch (connection.write(payload)) {
+function write (connection: Connection, frame: OutboundFrame, tally: Tally): void {
+  switch (connection.write(frame)) {
     case 'sent': tally.delivered++; break
     case 'slow': tally.slow++; break
     case 'not_open': tally.notOpen++; break

@@ -16,12 +16,17 @@ import { registerEndpoint } from './endpoint.js'
 import { registerReadinessRoute } from './readiness.js'
 import { InvalidOptionError, WebSocketAlreadyRegisteredError } from './errors.js'
 import { Fanout } from './fanout.js'
+import { Flusher } from './flusher.js'
 import { Heartbeat } from './heartbeat.js'
 import { FanoutMetrics, metricsPluginOptions } from './metrics.js'
 import { resolveOptions, type ResolvedOptions } from './options.js'
 import { Registry } from './registry.js'
 import { closeClients } from './shutdown.js'
 import type { FanoutOptions } from './types.js'
+
+// Connections written per event-loop turn: about 10 ms of socket writes, so
+// HTTP requests, pings and upgrades are served during big fan-outs.
+const FLUSH_SLICE = 1024
 
 // fastify-metrics is CommonJS with `exports.default`: from ESM its plugin is one level down.
 const fastifyMetrics = fastifyMetricsModule.default
@@ -42,7 +47,8 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
     unwatchUser: (userId) => { backplane.unwatchUser(userId) }
   })
   const metrics = new FanoutMetrics(options.metrics.registry, { connections: () => registry.size, backplaneUp: () => backplane.up })
-  const engine = new Fanout(instanceId, registry, metrics, async (envelope) => await backplane.publish(envelope))
+  const engine = new Fanout(instanceId, registry, metrics, async (envelope) => await backplane.publish(envelope), options.compression)
+  const flusher = new Flusher(FLUSH_SLICE)
   const heartbeat = new Heartbeat(options.heartbeatInterval, registry, metrics, fastify.log)
   let closing = false
   let connectionSequence = 0
@@ -54,6 +60,7 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
     async preClose () {
       closing = true
       heartbeat.stop()
+      flusher.flushAll() // what was accepted goes out before the close frames
       await closeClients(fastify.websocketServer, options.closeTimeout, fastify.log)
     },
     errorHandler (error, socket, request) {
@@ -90,7 +97,8 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
         log: fastify.log,
         maxBufferedBytes: options.maxBufferedBytes,
         closeSlowConsumers: options.slowConsumer === 'close',
-        send: (connection, data) => engine.sendToConnection(connection, data)
+        send: (connection, data) => engine.sendToConnection(connection, data),
+        flusher
       },
       nextConnectionId: () => instanceId + '.' + (++connectionSequence).toString(36),
       isClosing: () => closing
