@@ -1,0 +1,120 @@
+// One load-generator process: holds up to a few thousand client connections
+// from one source address (127.0.0.x), each a minimal RFC 6455 client on a raw
+// socket (cheap enough not to be the bottleneck), and records post-to-receipt
+// latency from the `"t":` timestamp every benchmark message carries.
+import { randomBytes } from 'node:crypto'
+import { connect, type Socket } from 'node:net'
+
+export interface WorkerConfig {
+  host: string
+  port: number
+  path: string
+  headers: Record<string, string>
+  count: number
+  localAddress: string
+  /** connections opened per second */
+  connectRate: number
+  protocol: 'ws' | 'socketio'
+}
+
+// Latency histogram: logarithmic buckets from 10 µs, 5% wide, up to ~100 s.
+export const BUCKET_BASE_MS = 0.01
+export const BUCKET_GROWTH = 1.05
+export const BUCKETS = 340
+const histogram = new Float64Array(BUCKETS)
+let received = 0
+let connected = 0
+let failed = 0
+const sockets = new Set<Socket>()
+const now = (): number => performance.timeOrigin + performance.now()
+
+function record (latencyMs: number): void {
+  const index = latencyMs <= BUCKET_BASE_MS ? 0 : Math.min(BUCKETS - 1, Math.floor(Math.log(latencyMs / BUCKET_BASE_MS) / Math.log(BUCKET_GROWTH)))
+  histogram[index] = (histogram[index] as number) + 1
+}
+
+/** A masked client text frame (clients must mask). */
+function clientFrame (text: string): Buffer {
+  const payload = Buffer.from(text)
+  const mask = randomBytes(4)
+  const frame = Buffer.alloc(6 + payload.length)
+  frame[0] = 0x81
+  frame[1] = 0x80 | payload.length // control and socket.io replies are tiny
+  mask.copy(frame, 2)
+  for (let i = 0; i < payload.length; i++) frame[6 + i] = (payload[i] as number) ^ (mask[i & 3] as number)
+  return frame
+}
+
+const T_MARKER = Buffer.from('"t":')
+
+function onText (socket: Socket, payload: Buffer, config: WorkerConfig): void {
+  if (config.protocol === 'socketio') {
+    if (payload[0] === 0x30) { socket.write(clientFrame('40')); return } // engine.io open: join the default namespace
+    if (payload[0] === 0x32 && payload.length === 1) { socket.write(clientFrame('3')); return } // ping: pong
+  }
+  const at = payload.indexOf(T_MARKER)
+  if (at === -1) return
+  received++
+  record(now() - Number.parseFloat(payload.toString('latin1', at + 4, at + 40)))
+}
+
+function open (config: WorkerConfig): void {
+  const socket = connect({ host: config.host, port: config.port, localAddress: config.localAddress })
+  socket.setNoDelay(true)
+  let buffer: Buffer = Buffer.alloc(0)
+  let upgraded = false
+  socket.on('connect', () => {
+    const key = randomBytes(16).toString('base64')
+    const headers = Object.entries(config.headers).map(([name, value]) => `${name}: ${value}\r\n`).join('')
+    socket.write(`GET ${config.path} HTTP/1.1\r\nHost: ${config.host}:${config.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n${headers}\r\n`)
+  })
+  socket.on('data', (chunk: Buffer) => {
+    buffer = buffer.length === 0 ? chunk : Buffer.concat([buffer, chunk])
+    if (!upgraded) {
+      const end = buffer.indexOf('\r\n\r\n')
+      if (end === -1) return
+      if (!buffer.subarray(0, 16).toString().includes(' 101')) { failed++; socket.destroy(); return }
+      upgraded = true
+      connected++
+      sockets.add(socket)
+      buffer = buffer.subarray(end + 4)
+    }
+    while (buffer.length >= 2) {
+      const opcode = (buffer[0] as number) & 0x0f
+      let length = (buffer[1] as number) & 0x7f
+      let offset = 2
+      if (length === 126) {
+        if (buffer.length < 4) break
+        length = buffer.readUInt16BE(2)
+        offset = 4
+      } else if (length === 127) {
+        if (buffer.length < 10) break
+        length = Number(buffer.readBigUInt64BE(2))
+        offset = 10
+      }
+      if (buffer.length < offset + length) break
+      const payload = buffer.subarray(offset, offset + length)
+      if (opcode === 1) onText(socket, payload, config)
+      buffer = buffer.subarray(offset + length)
+    }
+    if (buffer.length === 0) buffer = Buffer.alloc(0)
+  })
+  socket.on('error', () => { failed++ })
+  socket.on('close', () => { if (sockets.delete(socket)) connected-- })
+}
+
+function start (config: WorkerConfig): void {
+  let opened = 0
+  const perTick = Math.max(1, Math.round(config.connectRate / 100))
+  const timer = setInterval(() => {
+    for (let i = 0; i < perTick && opened < config.count; i++, opened++) open(config)
+    if (opened >= config.count) clearInterval(timer)
+  }, 10)
+}
+
+process.on('message', (message: { cmd: string, config?: WorkerConfig }) => {
+  if (message.cmd === 'start' && message.config !== undefined) start(message.config)
+  else if (message.cmd === 'report') process.send?.({ connected, failed, received, histogram: Array.from(histogram) })
+  else if (message.cmd === 'reset') { received = 0; histogram.fill(0); process.send?.({ reset: true }) } else if (message.cmd === 'close') { for (const socket of sockets) socket.destroy(); process.exit(0) }
+})
+process.send?.({ ready: true })

@@ -1,0 +1,74 @@
+// What every benchmark server shares: the IPC protocol with the runner and
+// the broadcast loop, so that peers differ only in how they fan out.
+import { setFlagsFromString } from 'node:v8'
+import { runInNewContext } from 'node:vm'
+
+setFlagsFromString('--expose-gc')
+const gc = runInNewContext('gc') as () => void
+
+export interface BroadcastCommand {
+  cmd: 'broadcast'
+  /** messages per second */
+  rate: number
+  seconds: number
+  /** messages sent together in one turn (coalescing shows with bursts) */
+  burst: number
+  /** approximate message size in bytes */
+  size: number
+}
+
+export type Command = BroadcastCommand | { cmd: 'memory' } | { cmd: 'stop' }
+
+/** A server under test: how it sends one message to everyone, and how many it holds. */
+export interface Peer {
+  name: string
+  port: number
+  connections: () => number
+  broadcast: (data: { t: number, seq: number, pad: string }) => void
+  close: () => Promise<void>
+}
+
+const now = (): number => performance.timeOrigin + performance.now()
+
+export function serve (peer: Peer): void {
+  process.on('message', (message: Command) => {
+    if (message.cmd === 'memory') {
+      gc()
+      const usage = process.memoryUsage()
+      process.send?.({ rss: usage.rss, heapUsed: usage.heapUsed, external: usage.external, connections: peer.connections() })
+    } else if (message.cmd === 'broadcast') {
+      run(peer, message).then((result) => process.send?.(result), (err: unknown) => { throw err })
+    } else if (message.cmd === 'stop') {
+      peer.close().then(() => process.exit(0), () => process.exit(1))
+    }
+  })
+  process.send?.({ ready: true, port: peer.port, name: peer.name })
+}
+
+async function run (peer: Peer, command: BroadcastCommand): Promise<Record<string, number>> {
+  const pad = 'x'.repeat(Math.max(0, command.size - 60))
+  const tickMs = 10
+  const total = Math.round(command.rate * command.seconds)
+  const perTick = command.rate * tickMs / 1000
+  let seq = 0
+  let owed = 0
+  const cpuBefore = process.cpuUsage()
+  const started = now()
+  await new Promise<void>((resolve) => {
+    const timer = setInterval(() => {
+      owed += perTick
+      while (owed >= command.burst && seq < total) {
+        for (let i = 0; i < command.burst && seq < total; i++) peer.broadcast({ t: now(), seq: seq++, pad })
+        owed -= command.burst
+      }
+      if (seq >= total) {
+        clearInterval(timer)
+        resolve()
+      }
+    }, tickMs)
+  })
+  // Let queued writes finish before reading the CPU bill.
+  await new Promise((resolve) => setTimeout(resolve, 500))
+  const cpu = process.cpuUsage(cpuBefore)
+  return { messages: seq, connections: peer.connections(), cpu_user_us: cpu.user, cpu_system_us: cpu.system, elapsed_ms: now() - started }
+}

@@ -1,0 +1,15 @@
+// fastify-fanout (this project), embedded backplane.
+import Fastify from 'fastify'
+import fanout from '../../lib/index.js'
+import { serve } from './common.js'
+
+const app = Fastify({ logger: false })
+await app.register(fanout, { jwt: { secret: process.env.JWT_SECRET as string }, metrics: false, heartbeatInterval: 0, maxBufferedBytes: 16 * 1024 * 1024 })
+await app.listen({ port: 0, host: '127.0.0.1', backlog: 4096 })
+serve({
+  name: 'fastify-fanout',
+  port: (app.server.address() as { port: number }).port,
+  connections: () => app.fanout.size,
+  broadcast: (data) => { app.fanout.broadcast(data).catch((err: unknown) => { throw err }) },
+  close: async () => { await app.close() }
+})

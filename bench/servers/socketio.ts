@@ -1,0 +1,17 @@
+// Socket.IO, websocket transport only, io.emit to everyone.
+import { createServer } from 'node:http'
+import { once } from 'node:events'
+import { Server } from 'socket.io'
+import { serve } from './common.js'
+
+const server = createServer()
+const io = new Server(server, { transports: ['websocket'], perMessageDeflate: false, pingInterval: 60_000, pingTimeout: 60_000 })
+server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 })
+await once(server, 'listening')
+serve({
+  name: 'Socket.IO',
+  port: (server.address() as { port: number }).port,
+  connections: () => io.engine.clientsCount,
+  broadcast: (data) => { io.emit('message', { type: 'message', data }) },
+  close: async () => { await io.close() }
+})
