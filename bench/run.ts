@@ -155,9 +155,10 @@ const output = {
 await writeFile(new URL('./results/fanout.json', import.meta.url), JSON.stringify(output, null, 2) + '\n')
 
 type Row = Record<string, any>
-const table = ['| server | mem/conn (RSS) | quiet µs/delivery | vs floor | quiet p99 | burst deliveries/s | burst lost | burst p99 |', '| --- | --- | --- | --- | --- | --- | --- | --- |']
+const table = ['| server | heap/conn | RSS/conn | quiet µs/delivery | vs floor | quiet p99 | burst deliveries/s | burst µs/delivery | burst lost | burst p99 |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+const kib = (bytes: number): string => `${(bytes / 1024).toFixed(1)} KiB`
 for (const r of results as Row[]) {
-  table.push(`| ${r.server} | ${(r.memory_per_connection.rss_bytes / 1024).toFixed(1)} KiB | ${r.quiet.cpu_us_per_delivery} | ${r.quiet_cpu_vs_floor ?? ''}x | ${r.quiet.p99_ms} ms | ${r.burst.deliveries_per_s} | ${r.burst.lost} | ${r.burst.p99_ms} ms |`)
+  table.push(`| ${r.server} | ${kib(r.memory_per_connection.heap_bytes)} | ${kib(r.memory_per_connection.rss_bytes)} | ${r.quiet.cpu_us_per_delivery} | ${r.quiet_cpu_vs_floor === null ? '-' : `${r.quiet_cpu_vs_floor}x`} | ${r.quiet.p99_ms} ms | ${r.burst.deliveries_per_s} | ${r.burst.cpu_us_per_delivery} | ${r.burst.lost} | ${r.burst.p99_ms} ms |`)
 }
 process.stdout.write(table.join('\n') + '\n')
 

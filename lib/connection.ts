@@ -28,7 +28,7 @@ export interface ConnectionContext {
 // ws keeps the TCP socket and the negotiated extensions in fields it does not
 // document; ws 8 (pinned by @fastify/websocket 11) has had them throughout.
 interface WebSocketInternals {
-  _socket: Socket
+  _socket: Socket & { _httpMessage?: { detachSocket: (socket: Socket) => void } | null }
   _extensions: Record<string, { params?: Record<string, unknown> } | undefined>
 }
 
@@ -63,7 +63,7 @@ export class Connection implements FanoutConnection {
   /** Heartbeat ticks since the client last sent anything (frame, ping or pong). */
   idleTicks = 0
   readonly #socket: WebSocket
-  readonly #tcp: Socket
+  readonly #tcp: WebSocketInternals['_socket']
   readonly #context: ConnectionContext
   /** Negotiated deflate window for shared compressed frames; 0 when deflate is off. */
   readonly #deflateBits: number
@@ -83,6 +83,13 @@ export class Connection implements FanoutConnection {
     this.#deflateBits = negotiatedDeflateBits(socket)
     this.#context = context
     socket[kConnection] = this
+    // Shed what the upgrade left attached to the socket: @fastify/websocket's
+    // per-socket error closure (it holds the Fastify request and reply) and
+    // the HTTP response bound to the TCP socket. A connection then retains
+    // neither, only this object and ws's own state.
+    socket.removeAllListeners('error')
+    socket.on('error', Connection.#onError)
+    this.#tcp._httpMessage?.detachSocket(this.#tcp)
     socket.on('message', Connection.#onMessage)
     socket.on('pong', Connection.#onActivity)
     socket.on('ping', Connection.#onActivity)
@@ -161,16 +168,6 @@ export class Connection implements FanoutConnection {
     this.#socket.close(code, reason)
   }
 
-  /**
-   * Records the code ws closed a socket with after a protocol error (it
-   * sends the close frame itself and stops reading, so its 'close' event
-   * would only report 1006).
-   */
-  static protocolError (socket: WebSocket, error: { code?: string }): void {
-    const connection = socket[kConnection]
-    if (connection !== undefined && connection.#closeCode === undefined) connection.#closeCode = protocolErrorCloseCode(error.code)
-  }
-
   ping (): void {
     this.#socket.ping()
   }
@@ -192,6 +189,16 @@ export class Connection implements FanoutConnection {
       connection.idleTicks = 0
       connection.#context.metrics.messagesReceived.inc()
     }
+  }
+
+  static #onError (this: WebSocket, error: Error & { code?: string }): void {
+    const connection = this[kConnection]
+    if (connection === undefined) return
+    // ws has already sent the matching close code (1002, 1007, 1009...) for
+    // protocol errors and stopped reading; only a socket still open needs ending.
+    connection.#context.log.info({ err: error, connectionId: connection.id }, 'fanout: websocket error')
+    if (this.readyState === WebSocket.OPEN) this.terminate()
+    else if (connection.#closeCode === undefined) connection.#closeCode = protocolErrorCloseCode(error.code)
   }
 
   static #onClose (this: WebSocket, code: number): void {

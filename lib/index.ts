@@ -10,7 +10,6 @@ import { MemoryBackplane } from './backplane/memory.js'
 import { registerRedisBackplane } from './backplane/redis.js'
 import type { Backplane } from './backplane/types.js'
 import { registerBroadcastRoute } from './broadcast-route.js'
-import { Connection } from './connection.js'
 import { createDecorator } from './decorator.js'
 import { registerEndpoint } from './endpoint.js'
 import { registerReadinessRoute } from './readiness.js'
@@ -63,12 +62,11 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
       flusher.flushAll() // what was accepted goes out before the close frames
       await closeClients(fastify.websocketServer, options.closeTimeout, fastify.log)
     },
+    // For sockets that are not (or not yet) fastify-fanout connections;
+    // ours replace this listener with their own (see Connection).
     errorHandler (error, socket, request) {
-      // ws has already sent the matching close code (1002, 1007, 1009...) for
-      // protocol errors; only a socket still open needs ending here.
       request.log.info({ err: error }, 'fanout: websocket error')
       if (socket.readyState === WebSocket.OPEN) socket.terminate()
-      else Connection.protocolError(socket, error as { code?: string })
     }
   })
   if (options.metrics.serve) await fastify.register(fastifyMetrics, metricsPluginOptions(options.metrics))
