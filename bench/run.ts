@@ -4,20 +4,22 @@
 //   npm run bench                       # 10,000 connections, every peer
 //   CONNECTIONS=2000 PEERS=fanout,raw npm run bench
 //
-// For each server: idle memory per connection, then a quiet fan-out (one
-// message per socket per turn) and a burst fan-out (ten messages per turn).
+// For each server: connect rate, idle memory per connection, a quiet fan-out
+// (one message per socket per turn), a burst fan-out (ten messages per turn),
+// then saturation: the burst rate doubles until the server falls behind
+// (loss, or p99 over a second).
 // Clients are spread over WORKERS load-generator processes and source
 // addresses 127.0.0.2, 127.0.0.3, ... (each process here may hold at most
 // 20,000 open files). Results: bench/results/fanout.json, a table on stdout,
-// and bench/results/fanout.svg. Everything is loopback, bounded in count and
+// bench/results/fanout.svg (CPU) and latency.svg (latency distribution). Everything is loopback, bounded in count and
 // time, and every child is stopped at the end.
-import { fork, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { writeFile } from 'node:fs/promises'
 import { cpus } from 'node:os'
-import { fileURLToPath } from 'node:url'
 import { createSigner } from 'fast-jwt'
-import { BUCKET_BASE_MS, BUCKET_GROWTH, type WorkerConfig } from './loadgen/worker.js'
+import { ask, compact, percentiles, reports, sleep, spawn } from './harness.js'
+import type { WorkerConfig } from './loadgen/worker.js'
 
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 10_000)
 const WORKERS = Number(process.env.WORKERS ?? 4)
@@ -26,48 +28,15 @@ const QUIET_RATE = Number(process.env.QUIET_RATE ?? 10) // messages per second, 
 const BURST_RATE = Number(process.env.BURST_RATE ?? 20) // messages per second, ten per turn
 const SIZE = Number(process.env.SIZE ?? 100)
 const PEERS = (process.env.PEERS ?? 'raw,fanout,ws,fastify-websocket,socketio').split(',')
+const SATURATION = process.env.SATURATION !== '0' // ramp the burst rate until a peer falls behind
+const SATURATION_RATES = [40, 80, 160, 320] // messages per second, bursts of 10
+const CONNECT_RATE = Number(process.env.CONNECT_RATE ?? 4000) // per load-generator process
 const SECRET = 'bench-secret-bench-secret-bench-secret'
 const token = createSigner({ key: SECRET })({ sub: 'bench' })
 
-const here = (path: string): string => fileURLToPath(new URL(path, import.meta.url))
-const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
-
-function spawn (script: string, env: Record<string, string> = {}): ChildProcess {
-  return fork(here(script), [], { execArgv: ['--import', 'tsx'], env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
-}
-
-async function ask<T> (child: ChildProcess, message: object): Promise<T> {
-  const reply = once(child, 'message') as Promise<[T]>
-  child.send(message)
-  return (await reply)[0]
-}
-
-interface Report { connected: number, failed: number, received: number, histogram: number[] }
-
-function percentiles (histogram: number[]): Record<string, number | null> {
-  const total = histogram.reduce((a, b) => a + b, 0)
-  const at = (p: number): number | null => {
-    if (total === 0) return null
-    let seen = 0
-    for (let i = 0; i < histogram.length; i++) {
-      seen += histogram[i] as number
-      if (seen >= p * total) return Math.round(BUCKET_BASE_MS * BUCKET_GROWTH ** (i + 1) * 100) / 100
-    }
-    return null
-  }
-  return { p50_ms: at(0.5), p90_ms: at(0.9), p99_ms: at(0.99), max_ms: at(1) }
-}
-
-async function reports (workers: ChildProcess[]): Promise<Report> {
-  const all = await Promise.all(workers.map(async (worker) => await ask<Report>(worker, { cmd: 'report' })))
-  const histogram = new Array(all[0]?.histogram.length ?? 0).fill(0) as number[]
-  for (const report of all) report.histogram.forEach((count, i) => { histogram[i] = (histogram[i] as number) + count })
-  return { connected: all.reduce((s, r) => s + r.connected, 0), failed: all.reduce((s, r) => s + r.failed, 0), received: all.reduce((s, r) => s + r.received, 0), histogram }
-}
-
 async function fanOut (server: ChildProcess, workers: ChildProcess[], connections: number, rate: number, burst: number): Promise<Record<string, unknown>> {
   await Promise.all(workers.map(async (worker) => await ask(worker, { cmd: 'reset' })))
-  const result = await ask<{ messages: number, cpu_user_us: number, cpu_system_us: number, elapsed_ms: number }>(server, { cmd: 'broadcast', rate, seconds: SECONDS, burst, size: SIZE })
+  const result = await ask<{ messages: number, cpu_user_us: number, cpu_system_us: number, elapsed_ms: number, loop_delay_p99_ms: number, loop_delay_max_ms: number }>(server, { cmd: 'broadcast', rate, seconds: SECONDS, burst, size: SIZE })
   const expected = result.messages * connections
   let report = await reports(workers)
   for (let waited = 0; report.received < expected && waited < 10_000; waited += 250) {
@@ -82,7 +51,10 @@ async function fanOut (server: ChildProcess, workers: ChildProcess[], connection
     deliveries_per_s: Math.round(report.received / (result.elapsed_ms / 1000)),
     cpu_us_per_delivery: Math.round((cpu / Math.max(1, report.received)) * 100) / 100,
     cpu_s_per_million: Math.round((cpu / Math.max(1, report.received)) * 100) / 100,
-    ...percentiles(report.histogram)
+    server_loop_delay_p99_ms: result.loop_delay_p99_ms,
+    server_loop_delay_max_ms: result.loop_delay_max_ms,
+    ...percentiles(report.histogram),
+    latency_histogram: compact(report.histogram)
   }
 }
 
@@ -90,6 +62,7 @@ async function measurePeer (peer: string): Promise<Record<string, unknown>> {
   const server = spawn(`./servers/${peer}.ts`, { JWT_SECRET: SECRET })
   const [ready] = await once(server, 'message') as [{ port: number, name: string }]
   const before = await ask<{ rss: number, heapUsed: number }>(server, { cmd: 'memory' })
+  const connectStarted = Date.now()
   const workers: ChildProcess[] = []
   const perWorker = Math.ceil(CONNECTIONS / WORKERS)
   for (let i = 0; i < WORKERS; i++) {
@@ -102,7 +75,7 @@ async function measurePeer (peer: string): Promise<Record<string, unknown>> {
       headers: {},
       count: Math.min(perWorker, CONNECTIONS - i * perWorker),
       localAddress: `127.0.0.${2 + i}`,
-      connectRate: 2000,
+      connectRate: CONNECT_RATE,
       protocol: peer === 'socketio' ? 'socketio' : 'ws'
     }
     worker.send({ cmd: 'start', config })
@@ -114,6 +87,7 @@ async function measurePeer (peer: string): Promise<Record<string, unknown>> {
     await sleep(250)
     report = await reports(workers)
   }
+  const connectSeconds = (Date.now() - connectStarted) / 1000
   await sleep(500) // socket.io clients join their namespace after the open packet
   const after = await ask<{ rss: number, heapUsed: number, connections: number }>(server, { cmd: 'memory' })
   const connections = after.connections
@@ -121,12 +95,23 @@ async function measurePeer (peer: string): Promise<Record<string, unknown>> {
     server: ready.name,
     connections,
     failed_connections: report.failed,
+    // Offered: WORKERS x CONNECT_RATE connections/s; fastify-fanout verifies a JWT on each.
+    connects_per_s: Math.round(report.connected / connectSeconds),
     memory_per_connection: {
       rss_bytes: Math.round((after.rss - before.rss) / Math.max(1, connections)),
       heap_bytes: Math.round((after.heapUsed - before.heapUsed) / Math.max(1, connections))
     },
     quiet: await fanOut(server, workers, connections, QUIET_RATE, 1),
-    burst: await fanOut(server, workers, connections, BURST_RATE, 10)
+    burst: await fanOut(server, workers, connections, BURST_RATE, 10),
+    saturation: [] as Array<Record<string, unknown>>
+  }
+  if (SATURATION) {
+    for (const rate of SATURATION_RATES) {
+      const step = await fanOut(server, workers, connections, rate, 10)
+      result.saturation.push({ rate_per_s: rate, ...step, latency_histogram: undefined })
+      const keptUp = (step.lost as number) === 0 && (step.p99_ms as number) < 1000
+      if (!keptUp) break // fell behind: later steps would only queue more
+    }
   }
   for (const worker of workers) worker.send({ cmd: 'close' })
   server.send({ cmd: 'stop' })
@@ -155,10 +140,12 @@ const output = {
 await writeFile(new URL('./results/fanout.json', import.meta.url), JSON.stringify(output, null, 2) + '\n')
 
 type Row = Record<string, any>
-const table = ['| server | heap/conn | RSS/conn | quiet µs/delivery | vs floor | quiet p99 | burst deliveries/s | burst µs/delivery | burst lost | burst p99 |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+const table = ['| server | connects/s | heap/conn | RSS/conn | quiet µs/delivery | vs floor | quiet p99 | burst deliveries/s | burst µs/delivery | burst lost | burst p99 | burst loop delay max | saturates above |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
 const kib = (bytes: number): string => `${(bytes / 1024).toFixed(1)} KiB`
 for (const r of results as Row[]) {
-  table.push(`| ${r.server} | ${kib(r.memory_per_connection.heap_bytes)} | ${kib(r.memory_per_connection.rss_bytes)} | ${r.quiet.cpu_us_per_delivery} | ${r.quiet_cpu_vs_floor === null ? '-' : `${r.quiet_cpu_vs_floor}x`} | ${r.quiet.p99_ms} ms | ${r.burst.deliveries_per_s} | ${r.burst.cpu_us_per_delivery} | ${r.burst.lost} | ${r.burst.p99_ms} ms |`)
+  const kept = (r.saturation as Row[]).filter((step) => step.lost === 0 && step.p99_ms < 1000)
+  const saturates = kept.length === 0 ? '-' : `${Math.max(...kept.map((step) => step.deliveries_per_s))}/s`
+  table.push(`| ${r.server} | ${r.connects_per_s} | ${kib(r.memory_per_connection.heap_bytes)} | ${kib(r.memory_per_connection.rss_bytes)} | ${r.quiet.cpu_us_per_delivery} | ${r.quiet_cpu_vs_floor === null ? '-' : `${r.quiet_cpu_vs_floor}x`} | ${r.quiet.p99_ms} ms | ${r.burst.deliveries_per_s} | ${r.burst.cpu_us_per_delivery} | ${r.burst.lost} | ${r.burst.p99_ms} ms | ${r.burst.server_loop_delay_max_ms} ms | ${saturates} |`)
 }
 process.stdout.write(table.join('\n') + '\n')
 
@@ -171,3 +158,20 @@ const svg = [`<svg xmlns="http://www.w3.org/2000/svg" width="760" height="${60 +
   ...rows.map((r, i) => `<text x="10" y="${52 + i * 40}" font-size="12">${r.server}</text>${bar(40 + i * 40, r.quiet.cpu_us_per_delivery, '#1f6feb')}${bar(54 + i * 40, r.burst.cpu_us_per_delivery, '#f0883e')}`),
   '</svg>'].join('\n')
 await writeFile(new URL('./results/fanout.svg', import.meta.url), svg + '\n')
+
+// Latency distribution (burst run): cumulative share of deliveries by latency, log scale.
+const colors = ['#6e7781', '#1f6feb', '#f0883e', '#8250df', '#cf222e']
+const x = (ms: number): number => 60 + Math.round((Math.log10(Math.max(ms, 0.1)) + 1) / 5 * 640) // 0.1 ms .. 10 s
+const lines = rows.map((r, i) => {
+  const buckets = r.burst.latency_histogram as Array<[number, number]>
+  const total = buckets.reduce((sum, [, count]) => sum + count, 0)
+  let seen = 0
+  const points = buckets.map(([ms, count]) => { seen += count; return `${x(ms)},${Math.round(260 - (seen / total) * 220)}` })
+  return `<polyline fill="none" stroke="${colors[i % colors.length]}" stroke-width="2" points="${points.join(' ')}"/><text x="560" y="${170 + i * 16}" font-size="11" fill="${colors[i % colors.length]}">${r.server}</text>`
+})
+const ticks = [0.1, 1, 10, 100, 1000, 10000].map((ms) => `<line x1="${x(ms)}" y1="40" x2="${x(ms)}" y2="260" stroke="#ddd"/><text x="${x(ms) - 12}" y="276" font-size="10">${ms >= 1000 ? `${ms / 1000} s` : `${ms} ms`}</text>`)
+const latencySvg = ['<svg xmlns="http://www.w3.org/2000/svg" width="760" height="300" font-family="sans-serif">',
+  `<text x="10" y="20" font-size="14">Post-to-receipt latency, bursts, ${CONNECTIONS} connections: share of deliveries at or below</text>`,
+  ...ticks, '<line x1="60" y1="260" x2="700" y2="260" stroke="#888"/>', '<text x="10" y="44" font-size="10">100%</text><text x="10" y="262" font-size="10">0%</text>',
+  ...lines, '</svg>'].join('\n')
+await writeFile(new URL('./results/latency.svg', import.meta.url), latencySvg + '\n')

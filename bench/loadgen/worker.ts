@@ -4,6 +4,7 @@
 // latency from the `"t":` timestamp every benchmark message carries.
 import { randomBytes } from 'node:crypto'
 import { connect, type Socket } from 'node:net'
+import { BUCKET_BASE_MS, BUCKET_GROWTH, BUCKETS } from './histogram.js'
 
 export interface WorkerConfig {
   host: string
@@ -17,10 +18,6 @@ export interface WorkerConfig {
   protocol: 'ws' | 'socketio'
 }
 
-// Latency histogram: logarithmic buckets from 10 µs, 5% wide, up to ~100 s.
-export const BUCKET_BASE_MS = 0.01
-export const BUCKET_GROWTH = 1.05
-export const BUCKETS = 340
 const histogram = new Float64Array(BUCKETS)
 let received = 0
 let connected = 0

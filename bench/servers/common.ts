@@ -1,5 +1,6 @@
 // What every benchmark server shares: the IPC protocol with the runner and
 // the broadcast loop, so that peers differ only in how they fan out.
+import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 
@@ -52,6 +53,10 @@ async function run (peer: Peer, command: BroadcastCommand): Promise<Record<strin
   const perTick = command.rate * tickMs / 1000
   let seq = 0
   let owed = 0
+  // How long the server's event loop was blocked while it fanned out: what an
+  // HTTP request or a new connection arriving meanwhile would wait.
+  const loopDelay = monitorEventLoopDelay({ resolution: 5 })
+  loopDelay.enable()
   const cpuBefore = process.cpuUsage()
   const started = now()
   await new Promise<void>((resolve) => {
@@ -70,5 +75,14 @@ async function run (peer: Peer, command: BroadcastCommand): Promise<Record<strin
   // Let queued writes finish before reading the CPU bill.
   await new Promise((resolve) => setTimeout(resolve, 500))
   const cpu = process.cpuUsage(cpuBefore)
-  return { messages: seq, connections: peer.connections(), cpu_user_us: cpu.user, cpu_system_us: cpu.system, elapsed_ms: now() - started }
+  loopDelay.disable()
+  return {
+    messages: seq,
+    connections: peer.connections(),
+    cpu_user_us: cpu.user,
+    cpu_system_us: cpu.system,
+    elapsed_ms: now() - started,
+    loop_delay_p99_ms: Math.round(loopDelay.percentile(99) / 1e4) / 100,
+    loop_delay_max_ms: Math.round(loopDelay.max / 1e4) / 100
+  }
 }
