@@ -1,10 +1,17 @@
-// fastify-fanout (this project), embedded backplane.
+// fastify-fanout (this project): embedded backplane, or Redis when REDIS_URL is set.
 import Fastify from 'fastify'
 import fanout from '../../lib/index.js'
 import { serve } from './common.js'
 
 const app = Fastify({ logger: false })
-await app.register(fanout, { jwt: { secret: process.env.JWT_SECRET as string }, metrics: false, heartbeatInterval: 0, maxBufferedBytes: 16 * 1024 * 1024 })
+await app.register(fanout, {
+  jwt: { secret: process.env.JWT_SECRET as string },
+  redis: process.env.REDIS_URL !== undefined && process.env.REDIS_URL !== '' ? process.env.REDIS_URL : undefined,
+  channelPrefix: process.env.CHANNEL_PREFIX ?? 'bench:',
+  metrics: false,
+  heartbeatInterval: 0,
+  maxBufferedBytes: 16 * 1024 * 1024
+})
 await app.listen({ port: 0, host: '127.0.0.1', backlog: 4096 })
 serve({
   name: 'fastify-fanout',
