@@ -11,7 +11,8 @@
 // Clients are spread over WORKERS load-generator processes and source
 // addresses 127.0.0.2, 127.0.0.3, ... (each process here may hold at most
 // 20,000 open files). Results: bench/results/fanout.json, a table on stdout,
-// bench/results/fanout.svg (CPU) and latency.svg (latency distribution). Everything is loopback, bounded in count and
+// bench/results/fanout.svg (CPU) and fanout-latency.svg (latency distribution);
+// RESULTS=name writes name.json and so on instead. Everything is loopback, bounded in count and
 // time, and every child is stopped at the end.
 import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
@@ -28,6 +29,7 @@ const QUIET_RATE = Number(process.env.QUIET_RATE ?? 10) // messages per second, 
 const BURST_RATE = Number(process.env.BURST_RATE ?? 20) // messages per second, ten per turn
 const SIZE = Number(process.env.SIZE ?? 100)
 const PEERS = (process.env.PEERS ?? 'raw,fanout,ws,fastify-websocket,socketio').split(',')
+const RESULTS = process.env.RESULTS ?? 'fanout' // bench/results/<RESULTS>.json, .svg, -latency.svg
 const SATURATION = process.env.SATURATION !== '0' // ramp the burst rate until a peer falls behind
 const SATURATION_RATES = [40, 80, 160, 320] // messages per second, bursts of 10
 const CONNECT_RATE = Number(process.env.CONNECT_RATE ?? 4000) // per load-generator process
@@ -143,7 +145,7 @@ const output = {
   load: { connections: CONNECTIONS, load_generator_processes: WORKERS, seconds_per_run: SECONDS, quiet_rate_per_s: QUIET_RATE, burst_rate_per_s: BURST_RATE, burst: 10, message_bytes: SIZE },
   results
 }
-await writeFile(new URL('./results/fanout.json', import.meta.url), JSON.stringify(output, null, 2) + '\n')
+await writeFile(new URL(`./results/${RESULTS}.json`, import.meta.url), JSON.stringify(output, null, 2) + '\n')
 
 type Row = Record<string, any>
 const table = ['| server | connects/s | heap/conn | RSS/conn | quiet µs/delivery | vs floor | quiet p99 | burst deliveries/s | burst µs/delivery | burst lost | burst p99 | burst loop delay max | saturates above |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |']
@@ -163,7 +165,7 @@ const svg = [`<svg xmlns="http://www.w3.org/2000/svg" width="760" height="${60 +
   `<text x="10" y="20" font-size="14">Server CPU per delivery, ${CONNECTIONS} connections (blue: quiet, orange: bursts of 10)</text>`,
   ...rows.map((r, i) => `<text x="10" y="${52 + i * 40}" font-size="12">${r.server}</text>${bar(40 + i * 40, r.quiet.cpu_us_per_delivery, '#1f6feb')}${bar(54 + i * 40, r.burst.cpu_us_per_delivery, '#f0883e')}`),
   '</svg>'].join('\n')
-await writeFile(new URL('./results/fanout.svg', import.meta.url), svg + '\n')
+await writeFile(new URL(`./results/${RESULTS}.svg`, import.meta.url), svg + '\n')
 
 // Latency distribution (burst run): cumulative share of deliveries by latency, log scale.
 const colors = ['#6e7781', '#1f6feb', '#f0883e', '#8250df', '#cf222e']
@@ -180,4 +182,4 @@ const latencySvg = ['<svg xmlns="http://www.w3.org/2000/svg" width="760" height=
   `<text x="10" y="20" font-size="14">Post-to-receipt latency, bursts, ${CONNECTIONS} connections: share of deliveries at or below</text>`,
   ...ticks, '<line x1="60" y1="260" x2="700" y2="260" stroke="#888"/>', '<text x="10" y="44" font-size="10">100%</text><text x="10" y="262" font-size="10">0%</text>',
   ...lines, '</svg>'].join('\n')
-await writeFile(new URL('./results/latency.svg', import.meta.url), latencySvg + '\n')
+await writeFile(new URL(`./results/${RESULTS}-latency.svg`, import.meta.url), latencySvg + '\n')
