@@ -12,14 +12,14 @@
 // crosses instances again is the recovery time. Results: JSON on stdout and
 // in bench/results/cross-instance.json. Bounded: a few thousand messages, a
 // few seconds, loopback only.
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn as spawnProcess, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { writeFile } from 'node:fs/promises'
 import { cpus } from 'node:os'
-import { fileURLToPath } from 'node:url'
 import { createSigner } from 'fast-jwt'
 import { WebSocket } from 'ws'
 import { freePort } from '../test/redis-helpers.js'
+import { spawn } from './harness.js'
 
 const SECRET = 'bench-secret-bench-secret-bench-secret'
 const CLIENTS_PER_INSTANCE = Number(process.env.CLIENTS ?? 20)
@@ -30,7 +30,7 @@ const now = (): number => performance.timeOrigin + performance.now()
 const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
 
 async function startRedis (port: number): Promise<ChildProcess> {
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawnProcess('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] })
   let output = ''
   for await (const chunk of child.stdout) {
     output += String(chunk)
@@ -41,18 +41,9 @@ async function startRedis (port: number): Promise<ChildProcess> {
 }
 
 async function startInstance (env: Record<string, string>): Promise<{ child: ChildProcess, port: number }> {
-  const script = fileURLToPath(new URL('./instance.ts', import.meta.url))
-  const child = spawn(process.execPath, ['--import', 'tsx', script], { env: { ...process.env, JWT_SECRET: SECRET, ...env }, stdio: ['ignore', 'pipe', 'inherit'] })
-  let output = ''
-  for await (const chunk of child.stdout) {
-    output += String(chunk)
-    const match = /ready (\d+)/.exec(output)
-    if (match !== null) {
-      child.stdout.resume()
-      return { child, port: Number(match[1]) }
-    }
-  }
-  throw new Error('instance did not start')
+  const child = spawn('./servers/fanout.ts', { JWT_SECRET: SECRET, ...env })
+  const [ready] = await once(child, 'message') as [{ port: number }]
+  return { child, port: ready.port }
 }
 
 interface Client { ws: WebSocket, instance: string }
@@ -105,7 +96,7 @@ let redis = await startRedis(redisPort)
 const redisUrl = `redis://127.0.0.1:${redisPort}`
 const service = sign({ sub: 'bench', scope: 'broadcast' })
 
-const joined = await Promise.all(['A', 'B', 'C'].map(async () => await startInstance({ REDIS_URL: redisUrl })))
+const joined = await Promise.all(['A', 'B', 'C'].map(async () => await startInstance({ REDIS_URL: redisUrl, CHANNEL_PREFIX: 'bench:' })))
 const embedded = await startInstance({ REDIS_URL: '' })
 const children = [...joined.map((i) => i.child), embedded.child]
 
@@ -181,7 +172,7 @@ Object.assign(result, {
 })
 
 for (const { ws } of [...clients, ...baselineClients]) ws.terminate()
-for (const child of children) child.kill('SIGTERM')
+for (const child of children) child.send({ cmd: 'stop' })
 await Promise.all(children.map(async (child) => child.exitCode === null ? await once(child, 'exit') : undefined))
 redis.kill('SIGKILL')
 

@@ -28,6 +28,7 @@ const SECONDS = Number(process.env.SECONDS ?? 5)
 const QUIET_RATE = Number(process.env.QUIET_RATE ?? 10) // messages per second, one per turn
 const BURST_RATE = Number(process.env.BURST_RATE ?? 20) // messages per second, ten per turn
 const SIZE = Number(process.env.SIZE ?? 100)
+const PATTERN = process.env.PATTERN === 'random' ? 'random' : 'fixed' // random sizes and burst lengths
 const PEERS = (process.env.PEERS ?? 'raw,fanout,ws,fastify-websocket,socketio').split(',')
 const RESULTS = process.env.RESULTS ?? 'fanout' // bench/results/<RESULTS>.json, .svg, -latency.svg
 const SATURATION = process.env.SATURATION !== '0' // ramp the burst rate until a peer falls behind
@@ -38,7 +39,7 @@ const token = createSigner({ key: SECRET })({ sub: 'bench' })
 
 async function fanOut (server: ChildProcess, workers: ChildProcess[], connections: number, rate: number, burst: number): Promise<Record<string, unknown>> {
   await Promise.all(workers.map(async (worker) => await ask(worker, { cmd: 'reset' })))
-  const result = await ask<{ messages: number, cpu_user_us: number, cpu_system_us: number, elapsed_ms: number, sending_ms: number, loop_delay_p99_ms: number, loop_delay_max_ms: number }>(server, { cmd: 'broadcast', rate, seconds: SECONDS, burst, size: SIZE })
+  const result = await ask<{ messages: number, cpu_user_us: number, cpu_system_us: number, elapsed_ms: number, sending_ms: number, loop_delay_p99_ms: number, loop_delay_max_ms: number }>(server, { cmd: 'broadcast', rate, seconds: SECONDS, burst, size: SIZE, pattern: PATTERN })
   const expected = result.messages * connections
   let report = await reports(workers)
   const drainStarted = Date.now()
@@ -142,7 +143,7 @@ const output = {
   benchmark: 'fan-out to many WebSocket connections',
   command: 'npm run bench',
   machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
-  load: { connections: CONNECTIONS, load_generator_processes: WORKERS, seconds_per_run: SECONDS, quiet_rate_per_s: QUIET_RATE, burst_rate_per_s: BURST_RATE, burst: 10, message_bytes: SIZE },
+  load: { pattern: PATTERN, connections: CONNECTIONS, load_generator_processes: WORKERS, seconds_per_run: SECONDS, quiet_rate_per_s: QUIET_RATE, burst_rate_per_s: BURST_RATE, burst: 10, message_bytes: SIZE },
   results
 }
 await writeFile(new URL(`./results/${RESULTS}.json`, import.meta.url), JSON.stringify(output, null, 2) + '\n')
@@ -175,7 +176,7 @@ const lines = rows.map((r, i) => {
   const total = buckets.reduce((sum, [, count]) => sum + count, 0)
   let seen = 0
   const points = buckets.map(([ms, count]) => { seen += count; return `${x(ms)},${Math.round(260 - (seen / total) * 220)}` })
-  return `<polyline fill="none" stroke="${colors[i % colors.length]}" stroke-width="2" points="${points.join(' ')}"/><text x="560" y="${170 + i * 16}" font-size="11" fill="${colors[i % colors.length]}">${r.server}</text>`
+  return `<polyline fill="none" stroke="${colors[i % colors.length]}" stroke-width="2" points="${points.join(' ')}"/><text x="70" y="${60 + i * 16}" font-size="11" fill="${colors[i % colors.length]}">${r.server}</text>`
 })
 const ticks = [0.1, 1, 10, 100, 1000, 10000].map((ms) => `<line x1="${x(ms)}" y1="40" x2="${x(ms)}" y2="260" stroke="#ddd"/><text x="${x(ms) - 12}" y="276" font-size="10">${ms >= 1000 ? `${ms / 1000} s` : `${ms} ms`}</text>`)
 const latencySvg = ['<svg xmlns="http://www.w3.org/2000/svg" width="760" height="300" font-family="sans-serif">',

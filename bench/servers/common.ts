@@ -16,6 +16,11 @@ export interface BroadcastCommand {
   burst: number
   /** approximate message size in bytes */
   size: number
+  /**
+   * `random`: message sizes log-uniform from 50 bytes to 4 KiB and bursts of
+   * 1 to twice `burst`, from a fixed seed so every peer gets the same traffic.
+   */
+  pattern?: 'fixed' | 'random'
 }
 
 export type Command = BroadcastCommand | { cmd: 'memory' } | { cmd: 'stop' }
@@ -46,8 +51,22 @@ export function serve (peer: Peer): void {
   process.send?.({ ready: true, port: peer.port, name: peer.name })
 }
 
+/** A small deterministic PRNG (mulberry32), so random patterns repeat exactly. */
+function prng (seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed)
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
 async function run (peer: Peer, command: BroadcastCommand): Promise<Record<string, number>> {
-  const pad = 'x'.repeat(Math.max(0, command.size - 60))
+  const random = prng(42)
+  const pads = Array.from({ length: 64 }, () => 'x'.repeat(Math.max(0, Math.round(50 * (4096 / 50) ** random()) - 60)))
+  const fixedPad = 'x'.repeat(Math.max(0, command.size - 60))
+  const padFor = command.pattern === 'random' ? (seq: number): string => pads[seq % pads.length] as string : (): string => fixedPad
+  let nextBurst = command.burst
   const tickMs = 10
   const total = Math.round(command.rate * command.seconds)
   let seq = 0
@@ -64,8 +83,11 @@ async function run (peer: Peer, command: BroadcastCommand): Promise<Record<strin
     const timer = setInterval(() => {
       // Messages due by now, in whole bursts: a late tick catches up, so the
       // offered rate holds however busy the server is.
-      const due = Math.min(total, Math.floor((command.rate * (now() - started)) / 1000 / command.burst) * command.burst)
-      while (seq < due && now() < deadline) peer.broadcast({ t: now(), seq: seq++, pad })
+      const due = Math.min(total, Math.floor((command.rate * (now() - started)) / 1000))
+      while (seq + nextBurst <= due && now() < deadline) {
+        for (let i = 0; i < nextBurst; i++) peer.broadcast({ t: now(), seq, pad: padFor(seq++) })
+        if (command.pattern === 'random') nextBurst = 1 + Math.floor(random() * 2 * command.burst)
+      }
       if (seq >= total || now() >= deadline) {
         clearInterval(timer)
         resolve()
