@@ -12,7 +12,6 @@ import { spawn as spawnProcess, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { writeFile } from 'node:fs/promises'
 import { cpus } from 'node:os'
-import { createSigner } from 'fast-jwt'
 import { freePort } from '../test/redis-helpers.js'
 import { ask, percentiles, reports, sleep, spawn } from './harness.js'
 import type { WorkerConfig } from './loadgen/worker.js'
@@ -22,7 +21,6 @@ const INSTANCES = Number(process.env.INSTANCES ?? 3)
 const RATE = Number(process.env.RATE ?? 2)
 const SECONDS = Number(process.env.SECONDS ?? 5)
 const SECRET = 'bench-secret-bench-secret-bench-secret'
-const token = createSigner({ key: SECRET })({ sub: 'bench' })
 
 const redisPort = await freePort()
 const redis = spawnProcess('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] })
@@ -46,7 +44,10 @@ for (let i = 0; i < workerCount; i++) {
   const config: WorkerConfig = {
     host: '127.0.0.1',
     port: servers[i % INSTANCES]?.port as number,
-    path: `/ws?token=${token}`,
+    path: '/ws?token={token}',
+    users: Math.max(1, Math.floor(CONNECTIONS / 10)),
+    firstIndex: i * perWorker,
+    jwtSecret: SECRET,
     headers: {},
     count: Math.min(perWorker, CONNECTIONS - i * perWorker),
     localAddress: `127.0.0.${2 + i}`,
@@ -66,7 +67,7 @@ const perInstance = await Promise.all(servers.map(async ({ child }) => (await as
 const connections = perInstance.reduce((sum, s) => sum + s.connections, 0)
 
 await Promise.all(workers.map(async (worker) => await ask(worker, { cmd: 'reset' })))
-const run = await ask<{ messages: number, cpu_user_us: number, cpu_system_us: number, elapsed_ms: number }>(servers[0]?.child as ChildProcess, { cmd: 'broadcast', rate: RATE, seconds: SECONDS, burst: 1, size: 100 })
+const run = await ask<{ messages: number, deliveries_expected: number, cpu_user_us: number, cpu_system_us: number, elapsed_ms: number }>(servers[0]?.child as ChildProcess, { cmd: 'broadcast', rate: RATE, seconds: SECONDS, burst: 1, size: 100 })
 const expected = run.messages * connections
 for (let waited = 0; report.received < expected && waited < 15_000; waited += 500) {
   await sleep(500)

@@ -18,7 +18,6 @@ import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { writeFile } from 'node:fs/promises'
 import { cpus } from 'node:os'
-import { createSigner } from 'fast-jwt'
 import { ask, compact, percentiles, reports, sleep, spawn } from './harness.js'
 import type { WorkerConfig } from './loadgen/worker.js'
 
@@ -28,19 +27,19 @@ const SECONDS = Number(process.env.SECONDS ?? 5)
 const QUIET_RATE = Number(process.env.QUIET_RATE ?? 10) // messages per second, one per turn
 const BURST_RATE = Number(process.env.BURST_RATE ?? 20) // messages per second, ten per turn
 const SIZE = Number(process.env.SIZE ?? 100)
-const PATTERN = process.env.PATTERN === 'random' ? 'random' : 'fixed' // random sizes and burst lengths
+const PATTERN = process.env.PATTERN === 'random' ? 'random' : 'fixed' // random sizes, burst lengths, 20% sent to one user
 const PEERS = (process.env.PEERS ?? 'raw,fanout,ws,fastify-websocket,socketio').split(',')
 const RESULTS = process.env.RESULTS ?? 'fanout' // bench/results/<RESULTS>.json, .svg, -latency.svg
 const SATURATION = process.env.SATURATION !== '0' // ramp the burst rate until a peer falls behind
 const SATURATION_RATES = [40, 80, 160, 320] // messages per second, bursts of 10
 const CONNECT_RATE = Number(process.env.CONNECT_RATE ?? 4000) // per load-generator process
 const SECRET = 'bench-secret-bench-secret-bench-secret'
-const token = createSigner({ key: SECRET })({ sub: 'bench' })
+const USERS = Math.max(1, Math.floor(CONNECTIONS / 10)) // ten connections per user
 
 async function fanOut (server: ChildProcess, workers: ChildProcess[], connections: number, rate: number, burst: number): Promise<Record<string, unknown>> {
   await Promise.all(workers.map(async (worker) => await ask(worker, { cmd: 'reset' })))
-  const result = await ask<{ messages: number, cpu_user_us: number, cpu_system_us: number, elapsed_ms: number, sending_ms: number, loop_delay_p99_ms: number, loop_delay_max_ms: number }>(server, { cmd: 'broadcast', rate, seconds: SECONDS, burst, size: SIZE, pattern: PATTERN })
-  const expected = result.messages * connections
+  const result = await ask<{ messages: number, deliveries_expected: number, cpu_user_us: number, cpu_system_us: number, elapsed_ms: number, sending_ms: number, loop_delay_p99_ms: number, loop_delay_max_ms: number }>(server, { cmd: 'broadcast', rate, seconds: SECONDS, burst, size: SIZE, pattern: PATTERN, users: USERS })
+  const expected = result.deliveries_expected // broadcasts reach everyone, targeted messages one user's connections
   let report = await reports(workers)
   const drainStarted = Date.now()
   while (report.received < expected && Date.now() - drainStarted < 10_000) {
@@ -79,7 +78,10 @@ async function measurePeer (peer: string): Promise<Record<string, unknown>> {
     const config: WorkerConfig = {
       host: '127.0.0.1',
       port: ready.port,
-      path: peer === 'socketio' ? '/socket.io/?EIO=4&transport=websocket' : `/ws?token=${token}`,
+      path: peer === 'socketio' ? '/socket.io/?EIO=4&transport=websocket&user={user}' : peer === 'fanout' ? '/ws?token={token}' : '/ws?user={user}',
+      users: USERS,
+      firstIndex: i * perWorker,
+      jwtSecret: peer === 'fanout' ? SECRET : undefined,
       headers: {},
       count: Math.min(perWorker, CONNECTIONS - i * perWorker),
       localAddress: `127.0.0.${2 + i}`,
@@ -143,7 +145,7 @@ const output = {
   benchmark: 'fan-out to many WebSocket connections',
   command: 'npm run bench',
   machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
-  load: { pattern: PATTERN, connections: CONNECTIONS, load_generator_processes: WORKERS, seconds_per_run: SECONDS, quiet_rate_per_s: QUIET_RATE, burst_rate_per_s: BURST_RATE, burst: 10, message_bytes: SIZE },
+  load: { pattern: PATTERN, users: USERS, connections: CONNECTIONS, load_generator_processes: WORKERS, seconds_per_run: SECONDS, quiet_rate_per_s: QUIET_RATE, burst_rate_per_s: BURST_RATE, burst: 10, message_bytes: SIZE },
   results
 }
 await writeFile(new URL(`./results/${RESULTS}.json`, import.meta.url), JSON.stringify(output, null, 2) + '\n')

@@ -4,12 +4,19 @@
 // latency from the `"t":` timestamp every benchmark message carries.
 import { randomBytes } from 'node:crypto'
 import { connect, type Socket } from 'node:net'
+import { createSigner } from 'fast-jwt'
 import { BUCKET_BASE_MS, BUCKET_GROWTH, BUCKETS } from './histogram.js'
 
 export interface WorkerConfig {
   host: string
   port: number
+  /** `{user}` and `{token}` are replaced per connection */
   path: string
+  /** connection i (counted from `firstIndex`) belongs to user `u<i % users>` */
+  users: number
+  firstIndex: number
+  /** signs a token per user (`sub`) when the server wants one */
+  jwtSecret?: string
   headers: Record<string, string>
   count: number
   localAddress: string
@@ -55,7 +62,20 @@ function onText (socket: Socket, payload: Buffer, config: WorkerConfig): void {
   record(now() - Number.parseFloat(payload.toString('latin1', at + 4, at + 40)))
 }
 
-function open (config: WorkerConfig): void {
+const tokens = new Map<string, string>()
+
+function pathFor (config: WorkerConfig, index: number): string {
+  const user = `u${(config.firstIndex + index) % config.users}`
+  let token = ''
+  if (config.jwtSecret !== undefined) {
+    token = tokens.get(user) ?? createSigner({ key: config.jwtSecret })({ sub: user })
+    tokens.set(user, token)
+  }
+  return config.path.replace('{user}', user).replace('{token}', token)
+}
+
+function open (config: WorkerConfig, index: number): void {
+  const path = pathFor(config, index)
   const socket = connect({ host: config.host, port: config.port, localAddress: config.localAddress })
   socket.setNoDelay(true)
   let buffer: Buffer = Buffer.alloc(0)
@@ -63,7 +83,7 @@ function open (config: WorkerConfig): void {
   socket.on('connect', () => {
     const key = randomBytes(16).toString('base64')
     const headers = Object.entries(config.headers).map(([name, value]) => `${name}: ${value}\r\n`).join('')
-    socket.write(`GET ${config.path} HTTP/1.1\r\nHost: ${config.host}:${config.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n${headers}\r\n`)
+    socket.write(`GET ${path} HTTP/1.1\r\nHost: ${config.host}:${config.port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n${headers}\r\n`)
   })
   socket.on('data', (chunk: Buffer) => {
     buffer = buffer.length === 0 ? chunk : Buffer.concat([buffer, chunk])
@@ -104,7 +124,7 @@ function start (config: WorkerConfig): void {
   let opened = 0
   const perTick = Math.max(1, Math.round(config.connectRate / 100))
   const timer = setInterval(() => {
-    for (let i = 0; i < perTick && opened < config.count; i++, opened++) open(config)
+    for (let i = 0; i < perTick && opened < config.count; i++, opened++) open(config, opened)
     if (opened >= config.count) clearInterval(timer)
   }, 10)
 }

@@ -21,6 +21,8 @@ export interface BroadcastCommand {
    * 1 to twice `burst`, from a fixed seed so every peer gets the same traffic.
    */
   pattern?: 'fixed' | 'random'
+  /** users the connections belong to (`u0` ... `u<users-1>`); random patterns target 20% of messages at one */
+  users?: number
 }
 
 export type Command = BroadcastCommand | { cmd: 'memory' } | { cmd: 'stop' }
@@ -30,8 +32,19 @@ export interface Peer {
   name: string
   port: number
   connections: () => number
-  broadcast: (data: { t: number, seq: number, pad: string }) => void
+  broadcast: (data: Message) => void
+  /** Sends to every connection of one user, the way such a server would. */
+  sendToUser: (user: string, data: Message) => void
+  /** How many connections `user` has now (to know how many deliveries to expect). */
+  userSize: (user: string) => number
   close: () => Promise<void>
+}
+
+export interface Message { t: number, seq: number, pad: string }
+
+/** The user a connection declared: `?user=` in its upgrade URL. */
+export function userOf (url: string | undefined): string {
+  return new URL(url ?? '/', 'http://localhost').searchParams.get('user') ?? 'anonymous'
 }
 
 const now = (): number => performance.timeOrigin + performance.now()
@@ -67,6 +80,8 @@ async function run (peer: Peer, command: BroadcastCommand): Promise<Record<strin
   const fixedPad = 'x'.repeat(Math.max(0, command.size - 60))
   const padFor = command.pattern === 'random' ? (seq: number): string => pads[seq % pads.length] as string : (): string => fixedPad
   let nextBurst = command.burst
+  const targeted = command.pattern === 'random' && (command.users ?? 0) > 0
+  let expected = 0 // deliveries the clients should count
   const tickMs = 10
   const total = Math.round(command.rate * command.seconds)
   let seq = 0
@@ -85,7 +100,17 @@ async function run (peer: Peer, command: BroadcastCommand): Promise<Record<strin
       // offered rate holds however busy the server is.
       const due = Math.min(total, Math.floor((command.rate * (now() - started)) / 1000))
       while (seq + nextBurst <= due && now() < deadline) {
-        for (let i = 0; i < nextBurst; i++) peer.broadcast({ t: now(), seq, pad: padFor(seq++) })
+        for (let i = 0; i < nextBurst; i++) {
+          const data = { t: now(), seq, pad: padFor(seq++) }
+          if (targeted && random() < 0.2) {
+            const user = `u${Math.floor(random() * (command.users as number))}`
+            expected += peer.userSize(user)
+            peer.sendToUser(user, data)
+          } else {
+            expected += peer.connections()
+            peer.broadcast(data)
+          }
+        }
         if (command.pattern === 'random') nextBurst = 1 + Math.floor(random() * 2 * command.burst)
       }
       if (seq >= total || now() >= deadline) {
@@ -101,6 +126,7 @@ async function run (peer: Peer, command: BroadcastCommand): Promise<Record<strin
   loopDelay.disable()
   return {
     messages: seq,
+    deliveries_expected: expected,
     connections: peer.connections(),
     cpu_user_us: cpu.user,
     cpu_system_us: cpu.system,

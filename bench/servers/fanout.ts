@@ -18,5 +18,7 @@ serve({
   port: (app.server.address() as { port: number }).port,
   connections: () => app.fanout.size,
   broadcast: (data) => { app.fanout.broadcast(data).catch((err: unknown) => { throw err }) },
+  sendToUser: (user, data) => { app.fanout.sendToUser(user, data).catch((err: unknown) => { throw err }) },
+  userSize: (user) => app.fanout.connectionsOf(user).size,
   close: async () => { await app.close() }
 })

@@ -3,14 +3,21 @@
 import { createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { createServer, type Socket } from 'node:net'
-import { serve } from './common.js'
+import { serve, userOf } from './common.js'
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 const sockets = new Set<Socket>()
+const byUser = new Map<string, Set<Socket>>()
 const server = createServer((socket) => {
   let head = ''
   socket.on('error', () => { socket.destroy() }) // a client that goes away: nothing to report
-  socket.on('close', () => sockets.delete(socket))
+  let user = ''
+  socket.on('close', () => {
+    sockets.delete(socket)
+    const own = byUser.get(user)
+    own?.delete(socket)
+    if (own?.size === 0) byUser.delete(user)
+  })
   const onData = (chunk: Buffer): void => {
     head += chunk.toString('latin1')
     const end = head.indexOf('\r\n\r\n')
@@ -21,6 +28,10 @@ const server = createServer((socket) => {
     socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`)
     socket.resume() // read and discard whatever the client sends
     sockets.add(socket)
+    user = userOf(/^GET (\S+)/.exec(head)?.[1])
+    let own = byUser.get(user)
+    if (own === undefined) byUser.set(user, own = new Set())
+    own.add(socket)
   }
   socket.on('data', onData)
 })
@@ -42,5 +53,10 @@ serve({
     const bytes = frame(Buffer.from(JSON.stringify({ type: 'message', data })))
     for (const socket of sockets) socket.write(bytes)
   },
+  sendToUser: (user, data) => {
+    const bytes = frame(Buffer.from(JSON.stringify({ type: 'message', data })))
+    for (const socket of byUser.get(user) ?? []) socket.write(bytes)
+  },
+  userSize: (user) => byUser.get(user)?.size ?? 0,
   close: async () => { for (const socket of sockets) socket.destroy(); server.close() }
 })

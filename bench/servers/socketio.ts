@@ -6,6 +6,8 @@ import { serve } from './common.js'
 
 const server = createServer()
 const io = new Server(server, { transports: ['websocket'], perMessageDeflate: false, pingInterval: 60_000, pingTimeout: 60_000 })
+// One room per user, Socket.IO's way of sending to one user.
+io.on('connection', (socket) => { socket.join(String(socket.handshake.query.user ?? 'anonymous')) }) // in-memory adapter: synchronous
 server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 })
 await once(server, 'listening')
 serve({
@@ -13,5 +15,7 @@ serve({
   port: (server.address() as { port: number }).port,
   connections: () => io.engine.clientsCount,
   broadcast: (data) => { io.emit('message', { type: 'message', data }) },
+  sendToUser: (user, data) => { io.to(user).emit('message', { type: 'message', data }) },
+  userSize: (user) => io.sockets.adapter.rooms.get(user)?.size ?? 0,
   close: async () => { await io.close() }
 })
