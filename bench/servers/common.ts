@@ -136,3 +136,37 @@ async function run (peer: Peer, command: BroadcastCommand): Promise<Record<strin
     loop_delay_max_ms: Math.round(loopDelay.max / 1e4) / 100
   }
 }
+
+/** Connections by user, as an app that sends to one user keeps them. */
+export class ByUser<T> {
+  readonly #map = new Map<string, Set<T>>()
+
+  add (user: string, item: T): void {
+    let own = this.#map.get(user)
+    if (own === undefined) this.#map.set(user, own = new Set())
+    own.add(item)
+  }
+
+  delete (user: string, item: T): void {
+    const own = this.#map.get(user)
+    own?.delete(item)
+    if (own?.size === 0) this.#map.delete(user)
+  }
+
+  of (user: string): Iterable<T> {
+    return this.#map.get(user) ?? []
+  }
+
+  size (user: string): number {
+    return this.#map.get(user)?.size ?? 0
+  }
+}
+
+/** Listens on a free loopback port; resolves with it. */
+export async function listenLocally (server: { listen: (options: object) => unknown, once: (event: string, listener: () => void) => unknown, address: () => unknown }): Promise<number> {
+  await new Promise<void>((resolve) => {
+    server.once('listening', resolve)
+    server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 })
+  })
+  return (server.address() as { port: number }).port
+}

@@ -2,18 +2,15 @@
 import Fastify from 'fastify'
 import fastifyWebsocket from '@fastify/websocket'
 import type { WebSocket } from 'ws'
-import { serve, userOf } from './common.js'
+import { ByUser, serve, userOf } from './common.js'
 
 const app = Fastify({ logger: false })
 await app.register(fastifyWebsocket)
-// By user, as an app that sends to one user keeps them.
-const byUser = new Map<string, Set<WebSocket>>()
+const byUser = new ByUser<WebSocket>()
 app.get('/ws', { websocket: true }, (socket, request) => {
   const user = userOf(request.url)
-  let own = byUser.get(user)
-  if (own === undefined) byUser.set(user, own = new Set())
-  own.add(socket)
-  socket.on('close', () => { own.delete(socket); if (own.size === 0) byUser.delete(user) })
+  byUser.add(user, socket)
+  socket.on('close', () => { byUser.delete(user, socket) })
 })
 await app.listen({ port: 0, host: '127.0.0.1', backlog: 4096 })
 serve({
@@ -24,8 +21,8 @@ serve({
     for (const client of app.websocketServer.clients) client.send(JSON.stringify({ type: 'message', data }))
   },
   sendToUser: (user, data) => {
-    for (const client of byUser.get(user) ?? []) client.send(JSON.stringify({ type: 'message', data }))
+    for (const client of byUser.of(user)) client.send(JSON.stringify({ type: 'message', data }))
   },
-  userSize: (user) => byUser.get(user)?.size ?? 0,
+  userSize: (user) => byUser.size(user),
   close: async () => { await app.close() }
 })

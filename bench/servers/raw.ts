@@ -1,22 +1,19 @@
 // The floor: a plain net server that does the handshake and writes one
 // pre-built frame to each socket. The cheapest thing Node can do.
 import { createHash } from 'node:crypto'
-import { once } from 'node:events'
 import { createServer, type Socket } from 'node:net'
-import { serve, userOf } from './common.js'
+import { ByUser, listenLocally, serve, userOf } from './common.js'
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 const sockets = new Set<Socket>()
-const byUser = new Map<string, Set<Socket>>()
+const byUser = new ByUser<Socket>()
 const server = createServer((socket) => {
   let head = ''
   socket.on('error', () => { socket.destroy() }) // a client that goes away: nothing to report
   let user = ''
   socket.on('close', () => {
     sockets.delete(socket)
-    const own = byUser.get(user)
-    own?.delete(socket)
-    if (own?.size === 0) byUser.delete(user)
+    byUser.delete(user, socket)
   })
   const onData = (chunk: Buffer): void => {
     head += chunk.toString('latin1')
@@ -29,14 +26,10 @@ const server = createServer((socket) => {
     socket.resume() // read and discard whatever the client sends
     sockets.add(socket)
     user = userOf(/^GET (\S+)/.exec(head)?.[1])
-    let own = byUser.get(user)
-    if (own === undefined) byUser.set(user, own = new Set())
-    own.add(socket)
+    byUser.add(user, socket)
   }
   socket.on('data', onData)
 })
-server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 })
-await once(server, 'listening')
 
 function frame (payload: Buffer): Buffer {
   const length = payload.length
@@ -47,7 +40,7 @@ function frame (payload: Buffer): Buffer {
 
 serve({
   name: 'raw net floor',
-  port: (server.address() as { port: number }).port,
+  port: await listenLocally(server),
   connections: () => sockets.size,
   broadcast: (data) => {
     const bytes = frame(Buffer.from(JSON.stringify({ type: 'message', data })))
@@ -55,8 +48,8 @@ serve({
   },
   sendToUser: (user, data) => {
     const bytes = frame(Buffer.from(JSON.stringify({ type: 'message', data })))
-    for (const socket of byUser.get(user) ?? []) socket.write(bytes)
+    for (const socket of byUser.of(user)) socket.write(bytes)
   },
-  userSize: (user) => byUser.get(user)?.size ?? 0,
+  userSize: (user) => byUser.size(user),
   close: async () => { for (const socket of sockets) socket.destroy(); server.close() }
 })

@@ -1,18 +1,15 @@
 // Socket.IO, websocket transport only, io.emit to everyone.
 import { createServer } from 'node:http'
-import { once } from 'node:events'
 import { Server } from 'socket.io'
-import { serve } from './common.js'
+import { listenLocally, serve } from './common.js'
 
 const server = createServer()
 const io = new Server(server, { transports: ['websocket'], perMessageDeflate: false, pingInterval: 60_000, pingTimeout: 60_000 })
 // One room per user, Socket.IO's way of sending to one user.
 io.on('connection', (socket) => { socket.join(String(socket.handshake.query.user ?? 'anonymous')) }) // in-memory adapter: synchronous
-server.listen({ port: 0, host: '127.0.0.1', backlog: 4096 })
-await once(server, 'listening')
 serve({
   name: 'Socket.IO',
-  port: (server.address() as { port: number }).port,
+  port: await listenLocally(server),
   connections: () => io.engine.clientsCount,
   broadcast: (data) => { io.emit('message', { type: 'message', data }) },
   sendToUser: (user, data) => { io.to(user).emit('message', { type: 'message', data }) },
