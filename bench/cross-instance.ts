@@ -12,14 +12,14 @@
 // crosses instances again is the recovery time. Results: JSON on stdout and
 // in bench/results/cross-instance.json. Bounded: a few thousand messages, a
 // few seconds, loopback only.
-import { spawn as spawnProcess, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { writeFile } from 'node:fs/promises'
 import { cpus } from 'node:os'
 import { createSigner } from 'fast-jwt'
 import { WebSocket } from 'ws'
-import { freePort } from '../test/redis-helpers.js'
-import { spawn } from './harness.js'
+import { freePort, spawnRedis as startRedis } from '../test/redis-helpers.js'
+import { sleep, spawn } from './harness.js'
 
 const SECRET = 'bench-secret-bench-secret-bench-secret'
 const CLIENTS_PER_INSTANCE = Number(process.env.CLIENTS ?? 20)
@@ -27,18 +27,6 @@ const MESSAGES = Number(process.env.MESSAGES ?? 2000)
 const RATE = Number(process.env.RATE ?? 200) // messages per second
 const sign = createSigner({ key: SECRET })
 const now = (): number => performance.timeOrigin + performance.now()
-const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
-
-async function startRedis (port: number): Promise<ChildProcess> {
-  const child = spawnProcess('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] })
-  let output = ''
-  for await (const chunk of child.stdout) {
-    output += String(chunk)
-    if (output.includes('Ready to accept connections')) break
-  }
-  child.stdout.resume()
-  return child
-}
 
 async function startInstance (env: Record<string, string>): Promise<{ child: ChildProcess, port: number }> {
   const child = spawn('./servers/fanout.ts', { JWT_SECRET: SECRET, ...env })

@@ -8,11 +8,11 @@
 // per instance. One instance broadcasts RATE messages/s for SECONDS; every
 // client on every instance must get every message. Results:
 // bench/results/multi.json. Loopback only, bounded, every child stopped.
-import { spawn as spawnProcess, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { writeFile } from 'node:fs/promises'
 import { cpus } from 'node:os'
-import { freePort } from '../test/redis-helpers.js'
+import { freePort, spawnRedis } from '../test/redis-helpers.js'
 import { ask, percentiles, reports, sleep, spawn } from './harness.js'
 import type { WorkerConfig } from './loadgen/worker.js'
 
@@ -23,9 +23,7 @@ const SECONDS = Number(process.env.SECONDS ?? 5)
 const SECRET = 'bench-secret-bench-secret-bench-secret'
 
 const redisPort = await freePort()
-const redis = spawnProcess('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'inherit'] })
-for await (const chunk of redis.stdout) if (String(chunk).includes('Ready to accept connections')) break
-redis.stdout.resume()
+const redis = await spawnRedis(redisPort)
 
 const servers: Array<{ child: ChildProcess, port: number }> = []
 for (let i = 0; i < INSTANCES; i++) {

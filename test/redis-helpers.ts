@@ -30,7 +30,8 @@ export interface RedisServer {
   restart: () => Promise<void>
 }
 
-async function spawnRedis (port: number, extra: string[] = []): Promise<ChildProcess> {
+/** Starts `redis-server` on `port` (nothing kept on disk) and resolves once it accepts connections. */
+export async function spawnRedis (port: number, extra: string[] = []): Promise<ChildProcess> {
   const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extra], {
     stdio: ['ignore', 'pipe', 'inherit']
   })
