@@ -1,6 +1,7 @@
 import { once } from 'node:events'
 import { connect as tcpConnect, type Socket } from 'node:net'
 import { randomBytes } from 'node:crypto'
+import { readFrames } from './frames.js'
 
 /** A frame as a raw client sees it. */
 export interface RawFrame {
@@ -20,7 +21,7 @@ export class RawClient {
   readonly frames: RawFrame[] = []
   /** Sizes of the chunks the socket delivered, one per read. */
   readonly chunks: number[] = []
-  #buffer = Buffer.alloc(0)
+  #buffer: Buffer = Buffer.alloc(0)
 
   private constructor (socket: Socket) {
     this.socket = socket
@@ -53,24 +54,9 @@ export class RawClient {
   #receive (chunk: Buffer): void {
     this.chunks.push(chunk.length)
     this.#buffer = Buffer.concat([this.#buffer, chunk])
-    while (this.#buffer.length >= 2) {
-      const first = this.#buffer[0] as number
-      const second = this.#buffer[1] as number
-      let length = second & 0x7f
-      let offset = 2
-      if (length === 126) {
-        if (this.#buffer.length < 4) return
-        length = this.#buffer.readUInt16BE(2)
-        offset = 4
-      } else if (length === 127) {
-        if (this.#buffer.length < 10) return
-        length = Number(this.#buffer.readBigUInt64BE(2))
-        offset = 10
-      }
-      if (this.#buffer.length < offset + length) return
-      this.frames.push({ fin: (first & 0x80) !== 0, rsv1: (first & 0x40) !== 0, opcode: first & 0x0f, payload: this.#buffer.subarray(offset, offset + length) })
-      this.#buffer = this.#buffer.subarray(offset + length)
-    }
+    this.#buffer = readFrames(this.#buffer, (first, payload) => {
+      this.frames.push({ fin: (first & 0x80) !== 0, rsv1: (first & 0x40) !== 0, opcode: first & 0x0f, payload })
+    })
   }
 
   /** Resolves once `count` frames have arrived in all. */

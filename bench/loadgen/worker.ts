@@ -5,6 +5,7 @@
 import { randomBytes } from 'node:crypto'
 import { connect, type Socket } from 'node:net'
 import { createSigner } from 'fast-jwt'
+import { readFrames } from '../../test/frames.js'
 import { BUCKET_BASE_MS, BUCKET_GROWTH, BUCKETS } from './histogram.js'
 
 export interface WorkerConfig {
@@ -96,24 +97,9 @@ function open (config: WorkerConfig, index: number): void {
       sockets.add(socket)
       buffer = buffer.subarray(end + 4)
     }
-    while (buffer.length >= 2) {
-      const opcode = (buffer[0] as number) & 0x0f
-      let length = (buffer[1] as number) & 0x7f
-      let offset = 2
-      if (length === 126) {
-        if (buffer.length < 4) break
-        length = buffer.readUInt16BE(2)
-        offset = 4
-      } else if (length === 127) {
-        if (buffer.length < 10) break
-        length = Number(buffer.readBigUInt64BE(2))
-        offset = 10
-      }
-      if (buffer.length < offset + length) break
-      const payload = buffer.subarray(offset, offset + length)
-      if (opcode === 1) onText(socket, payload, config)
-      buffer = buffer.subarray(offset + length)
-    }
+    buffer = readFrames(buffer, (first, payload) => {
+      if ((first & 0x0f) === 1) onText(socket, payload, config)
+    })
     if (buffer.length === 0) buffer = Buffer.alloc(0)
   })
   socket.on('error', () => { failed++ })
