@@ -13,10 +13,21 @@ export const CloseCode = Object.freeze({
   MESSAGE_TOO_BIG: 1009,
   /** RFC 6455: the instance filled up while this upgrade was in flight; retry. */
   TRY_AGAIN_LATER: 1013,
+  /** RFC 6455: the client left a message unfinished for longer than `messageTimeout`. */
+  POLICY_VIOLATION: 1008,
   /** Closed by the application (`fanout.disconnectUser`, `connection.close`). */
   DISCONNECTED: 4000,
+  /** The token's `exp` has passed: reconnect with a fresh token. */
+  TOKEN_EXPIRED: 4001,
   /** The client fell more than `maxBufferedBytes` behind. */
   SLOW_CONSUMER: 4008,
+  /** The client sent more frames or bytes per second than the inbound budget allows. */
+  INBOUND_LIMIT: 4009,
+  /**
+   * This instance lost its Redis subscription for a while: messages published
+   * meanwhile may not have reached the connection. Reconnect (and refetch state).
+   */
+  MESSAGES_MISSED: 4011,
   /** The user already holds `maxConnectionsPerUser` connections. */
   TOO_MANY_USER_CONNECTIONS: 4029
 })

@@ -19,6 +19,8 @@ export interface ConnectionContext {
   readonly log: FastifyBaseLogger
   readonly maxBufferedBytes: number
   readonly closeSlowConsumers: boolean
+  /** Frames and bytes a connection may send per second; false: unlimited. */
+  readonly inbound: false | { readonly messages: number, readonly bytes: number }
   /** Encodes `data` and writes it to `connection`, counting it like any message. */
   readonly send: (connection: Connection, data: unknown) => boolean
   /** Writes queued frames to sockets, a slice per event-loop turn. */
@@ -30,6 +32,16 @@ export interface ConnectionContext {
 interface WebSocketInternals {
   _socket: Socket & { _httpMessage?: { detachSocket: (socket: Socket) => void } | null }
   _extensions: Record<string, { params?: Record<string, unknown> } | undefined>
+  _receiver: ReceiverInternals
+}
+
+// What ws's Receiver holds of a message still arriving: the opcode of an
+// unfinished fragmented message, the payload length announced so far (reset
+// when a message completes) and bytes of a frame not yet parsed.
+interface ReceiverInternals {
+  _fragmented: number
+  _totalPayloadLength: number
+  _bufferedBytes: number
 }
 
 const kConnection = Symbol('fanout.connection')
@@ -60,6 +72,8 @@ export class Connection implements FanoutConnection {
   readonly userId: string
   readonly claims: TokenClaims
   readonly connectedAt: number
+  /** When the token's authority ends (`exp` plus the clock tolerance), in ms; Infinity without `exp`. */
+  readonly expiresAt: number
   /** Heartbeat ticks since the client last sent anything (frame, ping or pong). */
   idleTicks = 0
   readonly #socket: WebSocket
@@ -72,11 +86,17 @@ export class Connection implements FanoutConnection {
   #queuedBytes = 0
   /** The code the server closed with, when it closed first (ws reports the peer's). */
   #closeCode: number | undefined
+  /** Frames and bytes received in the current one-second window (see `resetInbound`). */
+  #inboundFrames = 0
+  #inboundBytes = 0
+  /** When a housekeeping sweep first saw the current message unfinished; 0: none. */
+  #unfinishedSince = 0
 
-  constructor (id: string, userId: string, claims: TokenClaims, socket: WebSocket, context: ConnectionContext) {
+  constructor (id: string, userId: string, claims: TokenClaims, expiresAt: number, socket: WebSocket, context: ConnectionContext) {
     this.id = id
     this.userId = userId
     this.claims = claims
+    this.expiresAt = expiresAt
     this.connectedAt = Date.now()
     this.#socket = socket
     this.#tcp = (socket as unknown as WebSocketInternals)._socket
@@ -91,8 +111,8 @@ export class Connection implements FanoutConnection {
     socket.on('error', Connection.#onError)
     this.#tcp._httpMessage?.detachSocket(this.#tcp)
     socket.on('message', Connection.#onMessage)
-    socket.on('pong', Connection.#onActivity)
-    socket.on('ping', Connection.#onActivity)
+    socket.on('pong', Connection.#onControl)
+    socket.on('ping', Connection.#onControl)
     socket.on('close', Connection.#onClose)
   }
 
@@ -172,23 +192,66 @@ export class Connection implements FanoutConnection {
     this.#socket.ping()
   }
 
+  /** Starts a new one-second window of the inbound budget. */
+  resetInbound (): void {
+    this.#inboundFrames = 0
+    this.#inboundBytes = 0
+  }
+
+  /**
+   * Whether a message the client started has stayed unfinished for `timeout`
+   * ms, judged at housekeeping sweeps: a message in progress at one sweep and
+   * still (or again, with none completed between) at a sweep `timeout` later.
+   */
+  messageStalled (now: number, timeout: number): boolean {
+    const receiver = (this.#socket as unknown as WebSocketInternals)._receiver
+    const inProgress = receiver._fragmented !== 0 || receiver._totalPayloadLength > 0 || receiver._bufferedBytes > 0
+    if (!inProgress) {
+      this.#unfinishedSince = 0
+      return false
+    }
+    if (this.#unfinishedSince === 0) this.#unfinishedSince = now
+    return now - this.#unfinishedSince >= timeout
+  }
+
+  /**
+   * Counts one frame from the client against the inbound budget; false when
+   * it is past it. Then the connection is closed with 4009 and its socket is
+   * no longer read, so a flood costs nothing more than what the kernel buffers.
+   */
+  #receive (bytes: number): boolean {
+    this.idleTicks = 0
+    const budget = this.#context.inbound
+    if (budget === false) return true
+    if (this.#socket.readyState !== WebSocket.OPEN) return false
+    if (++this.#inboundFrames <= budget.messages && (this.#inboundBytes += bytes) <= budget.bytes) return true
+    this.#context.log.info({ connectionId: this.id, userId: this.userId }, 'fanout: inbound budget exceeded, closing')
+    this.closeWith(CloseCode.INBOUND_LIMIT, 'inbound budget exceeded')
+    // Stop reading, and end our side after the close frame so that the client
+    // sees the close at once; ws's close timeout then destroys the socket.
+    this.#socket.pause()
+    this.#tcp.end()
+    return false
+  }
+
   terminate (): void {
     this.#socket.terminate()
   }
 
   // Listeners shared by every socket: `this` is the socket that emitted.
 
-  static #onActivity (this: WebSocket): void {
+  // Pings and pongs count against the budget too: they are frames to parse.
+  static #onControl (this: WebSocket, data: Buffer): void {
     const connection = this[kConnection]
-    if (connection !== undefined) connection.idleTicks = 0
+    if (connection !== undefined) connection.#receive(data.length)
   }
 
-  static #onMessage (this: WebSocket): void {
+  static #onMessage (this: WebSocket, data: Buffer | ArrayBuffer | Buffer[]): void {
     const connection = this[kConnection]
-    if (connection !== undefined) {
-      connection.idleTicks = 0
-      connection.#context.metrics.messagesReceived.inc()
-    }
+    // Frames still parsed after the server began closing are not the app's.
+    if (connection === undefined || this.readyState !== WebSocket.OPEN) return
+    connection.#unfinishedSince = 0
+    if (connection.#receive(messageLength(data))) connection.#context.metrics.messagesReceived.inc()
   }
 
   static #onError (this: WebSocket, error: Error & { code?: string }): void {
@@ -212,6 +275,11 @@ export class Connection implements FanoutConnection {
     }
     if (context.registry.remove(connection)) context.metrics.disconnected(connection.#closeCode ?? code)
   }
+}
+
+function messageLength (data: Buffer | ArrayBuffer | Buffer[]): number {
+  if (Array.isArray(data)) return data.reduce((sum, part) => sum + part.length, 0)
+  return data.byteLength
 }
 
 // The close code ws sends for each receive error it raises.

@@ -95,7 +95,8 @@ export function registerEndpoint (scope: FastifyInstance, context: EndpointConte
       socket.close(CloseCode.TOO_MANY_USER_CONNECTIONS, 'too many connections for this user')
       return
     }
-    registry.add(new Connection(context.nextConnectionId(), identity.userId, identity.claims, socket, context.connections))
+    const connection = new Connection(context.nextConnectionId(), identity.userId, identity.claims, expiresAt(identity.claims), socket, context.connections)
+    registry.add(connection)
     metrics.connectionsAccepted.inc()
   }
 
@@ -107,4 +108,9 @@ export function registerEndpoint (scope: FastifyInstance, context: EndpointConte
     onRequest: admit,
     handler: onConnection as unknown as (request: FastifyRequest, reply: FastifyReply) => void
   })
+}
+
+/** When the token's authority ends, in ms: its `exp` (seconds), or never without one. */
+function expiresAt (claims: TokenClaims): number {
+  return typeof claims.exp === 'number' && Number.isFinite(claims.exp) ? claims.exp * 1000 : Infinity
 }

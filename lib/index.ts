@@ -16,7 +16,7 @@ import { registerReadinessRoute } from './readiness.js'
 import { InvalidOptionError, WebSocketAlreadyRegisteredError } from './errors.js'
 import { Fanout } from './fanout.js'
 import { Flusher } from './flusher.js'
-import { Heartbeat } from './heartbeat.js'
+import { Housekeeping } from './housekeeping.js'
 import { FanoutMetrics, metricsPluginOptions } from './metrics.js'
 import { resolveOptions, type ResolvedOptions } from './options.js'
 import { Registry } from './registry.js'
@@ -48,7 +48,7 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
   const metrics = new FanoutMetrics(options.metrics.registry, { connections: () => registry.size, backplaneUp: () => backplane.up })
   const engine = new Fanout(instanceId, registry, metrics, async (envelope) => await backplane.publish(envelope), options.compression)
   const flusher = new Flusher(FLUSH_SLICE)
-  const heartbeat = new Heartbeat(options.heartbeatInterval, registry, metrics, fastify.log)
+  const housekeeping = new Housekeeping(options, registry, metrics, fastify.log)
   let closing = false
   let connectionSequence = 0
 
@@ -58,7 +58,7 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
     // upgrades, stop pinging, then 1001 to everyone and wait for them.
     async preClose () {
       closing = true
-      heartbeat.stop()
+      housekeeping.stop()
       flusher.flushAll() // what was accepted goes out before the close frames
       await closeClients(fastify.websocketServer, options.closeTimeout, fastify.log)
     },
@@ -95,6 +95,7 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
         log: fastify.log,
         maxBufferedBytes: options.maxBufferedBytes,
         closeSlowConsumers: options.slowConsumer === 'close',
+        inbound: options.inbound,
         send: (connection, data) => engine.sendToConnection(connection, data),
         flusher
       },
@@ -109,10 +110,10 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
 
   fastify.addHook('onReady', async () => {
     await backplane.start((envelope) => engine.deliver(envelope))
-    heartbeat.start()
+    housekeeping.start()
   })
   fastify.addHook('onClose', async () => {
-    heartbeat.stop()
+    housekeeping.stop()
     await backplane.close() // the Redis one closed already, before its client (idempotent)
   })
 }
@@ -120,6 +121,10 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
 function websocketServerOptions (options: ResolvedOptions): fastifyWebsocket.WebsocketPluginOptions['options'] {
   const serverOptions: fastifyWebsocket.WebsocketPluginOptions['options'] & { closeTimeout: number } = {
     maxPayload: options.maxPayload,
+    // ws's default emits every message of a received chunk in one go, so one
+    // flooding socket holds the event loop; one message per turn lets every
+    // other socket, timer and request in between.
+    allowSynchronousEvents: false,
     handleProtocols: selectProtocol,
     closeTimeout: options.closeTimeout,
     perMessageDeflate: options.compression === false

@@ -5,7 +5,7 @@ import type { IMetricsPluginOptions } from 'fastify-metrics'
 import { InvalidOptionError } from './errors.js'
 import { parseOriginPolicy, type OriginPolicy } from './origin.js'
 import type { RedisSetting } from './backplane/redis.js'
-import type { FanoutOptions, SlowConsumerPolicy } from './types.js'
+import type { BackplaneGapPolicy, FanoutOptions, SlowConsumerPolicy } from './types.js'
 
 /** Options after defaults and validation: every field present, frozen. */
 export interface ResolvedOptions {
@@ -22,6 +22,9 @@ export interface ResolvedOptions {
   readonly bodyLimit: number
   readonly maxBufferedBytes: number
   readonly slowConsumer: SlowConsumerPolicy
+  /** Frames and bytes a connection may send per second; false: unlimited. */
+  readonly inbound: false | { readonly messages: number, readonly bytes: number }
+  readonly messageTimeout: number
   readonly heartbeatInterval: number
   readonly compression: false | { readonly threshold: number, readonly level: number }
   readonly closeTimeout: number
@@ -34,6 +37,7 @@ export interface ResolvedOptions {
   /** Absent: the embedded backplane. */
   readonly redis: RedisSetting | undefined
   readonly channelPrefix: string
+  readonly backplaneGap: BackplaneGapPolicy
   readonly readinessPath: string | false
 }
 
@@ -44,17 +48,25 @@ export const defaults = {
   scopeClaim: 'scope',
   broadcastScope: 'broadcast',
   maxConnections: Infinity,
-  maxConnectionsPerUser: Infinity,
-  maxPayload: 64 * 1024,
+  // Finite so that one stolen or scripted token cannot take the instance's
+  // files; generous for a user with many tabs and devices.
+  maxConnectionsPerUser: 100,
+  // /ws clients send nothing but control frames: a small frame limit bounds
+  // what an unfinished message can pin.
+  maxPayload: 4 * 1024,
   bodyLimit: 1024 * 1024,
   maxBufferedBytes: 1024 * 1024,
   slowConsumer: 'close',
+  inboundMessages: 50,
+  inboundBytes: 64 * 1024,
+  messageTimeout: 10_000,
   heartbeatInterval: 30_000,
   compressionThreshold: 1024,
   compressionLevel: 1,
   closeTimeout: 5000,
   metricsEndpoint: '/metrics',
   channelPrefix: 'fanout:',
+  backplaneGap: 'close',
   readinessPath: '/fanout/ready'
 } as const
 
@@ -80,6 +92,11 @@ export function resolveOptions (options: FanoutOptions): ResolvedOptions {
     throw new InvalidOptionError('slowConsumer', `must be 'close' or 'drop', got ${JSON.stringify(slowConsumer)}`)
   }
 
+  const backplaneGap = options.backplaneGap ?? defaults.backplaneGap
+  if (backplaneGap !== 'close' && backplaneGap !== 'keep') {
+    throw new InvalidOptionError('backplaneGap', `must be 'close' or 'keep', got ${JSON.stringify(backplaneGap)}`)
+  }
+
   const heartbeatInterval = options.heartbeatInterval ?? defaults.heartbeatInterval
   if (heartbeatInterval !== 0) integer('heartbeatInterval', heartbeatInterval, 10, 2 ** 31 - 1, 'milliseconds (or 0 to turn heartbeats off)')
 
@@ -97,12 +114,15 @@ export function resolveOptions (options: FanoutOptions): ResolvedOptions {
     bodyLimit: integer('bodyLimit', options.bodyLimit ?? defaults.bodyLimit, 1, 2 ** 31 - 1, 'bytes'),
     maxBufferedBytes: integer('maxBufferedBytes', options.maxBufferedBytes ?? defaults.maxBufferedBytes, 1, 2 ** 31 - 1, 'bytes'),
     slowConsumer,
+    inbound: inbound(options.inbound),
+    messageTimeout: integer('messageTimeout', options.messageTimeout ?? defaults.messageTimeout, 100, 2 ** 31 - 1, 'milliseconds'),
     heartbeatInterval,
     compression: compression(options.compression),
     closeTimeout: integer('closeTimeout', options.closeTimeout ?? defaults.closeTimeout, 0, 2 ** 31 - 1, 'milliseconds'),
     metrics: metrics(options.metrics),
     redis: redis(options.redis),
     channelPrefix: nonEmptyString('channelPrefix', options.channelPrefix ?? defaults.channelPrefix),
+    backplaneGap,
     readinessPath: options.readinessPath === false
       ? false
       : routePath('readinessPath', options.readinessPath ?? defaults.readinessPath)
@@ -181,6 +201,18 @@ function compression (value: FanoutOptions['compression']): ResolvedOptions['com
   return Object.freeze({
     threshold: integer('compression.threshold', value.threshold ?? defaults.compressionThreshold, 0, 2 ** 31 - 1, 'bytes'),
     level: integer('compression.level', value.level ?? defaults.compressionLevel, 1, 9, 'zlib level')
+  })
+}
+
+function inbound (value: FanoutOptions['inbound']): ResolvedOptions['inbound'] {
+  if (value === false) return false
+  if (value === undefined) value = {}
+  if (value === null || typeof value !== 'object') {
+    throw new InvalidOptionError('inbound', 'must be false or { messages, bytes } (per second, per connection)')
+  }
+  return Object.freeze({
+    messages: integer('inbound.messages', value.messages ?? defaults.inboundMessages, 1, 2 ** 31 - 1, 'frames per second'),
+    bytes: integer('inbound.bytes', value.bytes ?? defaults.inboundBytes, 1, 2 ** 31 - 1, 'bytes per second')
   })
 }
 

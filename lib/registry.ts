@@ -1,4 +1,5 @@
 import type { Connection } from './connection.js'
+import { ExpiryWheel } from './expiry.js'
 
 const NONE: ReadonlySet<Connection> = new Set()
 
@@ -9,14 +10,16 @@ export interface UserInterest {
 }
 
 /**
- * The connections of one instance, by id and by user. Lookups are O(1);
- * a user's set exists only while the user has connections, and `interest`
- * hears of each set's birth and death (the backplane subscribes by it).
+ * The connections of one instance, by id, by user and by when their token
+ * expires. Lookups are O(1); a user's set exists only while the user has
+ * connections, and `interest` hears of each set's birth and death (the
+ * backplane subscribes by it).
  */
 export class Registry {
   readonly #byId = new Map<string, Connection>()
   readonly #byUser = new Map<string, Set<Connection>>()
   readonly #interest: UserInterest
+  readonly #expiry = new ExpiryWheel<Connection>()
 
   constructor (interest: UserInterest) {
     this.#interest = interest
@@ -32,6 +35,7 @@ export class Registry {
 
   add (connection: Connection): void {
     this.#byId.set(connection.id, connection)
+    this.#expiry.add(connection)
     const own = this.#byUser.get(connection.userId)
     if (own === undefined) {
       this.#byUser.set(connection.userId, new Set([connection]))
@@ -44,6 +48,7 @@ export class Registry {
   /** Removes a connection; returns false when it was not registered. */
   remove (connection: Connection): boolean {
     if (!this.#byId.delete(connection.id)) return false
+    this.#expiry.remove(connection)
     const own = this.#byUser.get(connection.userId)
     if (own !== undefined) {
       own.delete(connection)
@@ -65,6 +70,11 @@ export class Registry {
 
   countOf (userId: string): number {
     return this.#byUser.get(userId)?.size ?? 0
+  }
+
+  /** Connections whose token expired by `now`; they leave the expiry index (not the registry). */
+  expired (now: number): Connection[] {
+    return this.#expiry.sweep(now)
   }
 
   values (): IterableIterator<Connection> {

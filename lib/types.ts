@@ -6,6 +6,31 @@ import type { IMetricsPluginOptions } from 'fastify-metrics'
 /** What happens to a connection whose unsent bytes exceed `maxBufferedBytes`. */
 export type SlowConsumerPolicy = 'close' | 'drop'
 
+/**
+ * What happens to this instance's connections when its Redis subscription was
+ * lost (messages published meanwhile did not reach them): `'close'` closes
+ * them with 4011 so that clients reconnect and refetch; `'keep'` leaves them
+ * open (the gap is still logged and counted).
+ */
+export type BackplaneGapPolicy = 'close' | 'keep'
+
+/**
+ * How much one connection may send, per second. Past either figure the
+ * connection is closed with 4009 and its socket is no longer read.
+ */
+export interface InboundBudget {
+  /**
+   * Frames (messages, pings and pongs) per second.
+   * @defaultValue 50
+   */
+  messages?: number
+  /**
+   * Bytes of message payload per second.
+   * @defaultValue 65536
+   */
+  bytes?: number
+}
+
 /** permessage-deflate settings. */
 export interface CompressionOptions {
   /**
@@ -91,14 +116,27 @@ export interface FanoutOptions {
   maxConnections?: number
   /**
    * Most connections one user may hold on this instance; beyond it upgrades get 429.
-   * @defaultValue Infinity
+   * @defaultValue 100
    */
   maxConnectionsPerUser?: number
   /**
-   * Largest frame a client may send, in bytes; larger frames close the connection with 1009.
-   * @defaultValue 65536
+   * Largest message a client may send, in bytes; larger ones close the connection with 1009.
+   * @defaultValue 4096
    */
   maxPayload?: number
+  /**
+   * Frames and bytes one connection may send per second, or `false` for no
+   * limit. Past it the connection is closed with 4009.
+   * @defaultValue { messages: 50, bytes: 65536 }
+   */
+  inbound?: false | InboundBudget
+  /**
+   * Milliseconds a client may take to finish a message it started (all its
+   * fragments); past it the connection is closed with 1008, so that nobody
+   * pins a half-received message forever.
+   * @defaultValue 10000
+   */
+  messageTimeout?: number
   /**
    * Largest broadcast request body, in bytes; larger ones get 413.
    * @defaultValue 1048576
@@ -150,6 +188,12 @@ export interface FanoutOptions {
    * @defaultValue 'fanout:'
    */
   channelPrefix?: string
+  /**
+   * What to do with this instance's connections when its Redis subscription
+   * was lost for a while.
+   * @defaultValue 'close'
+   */
+  backplaneGap?: BackplaneGapPolicy
   /**
    * Path of the readiness route for load balancers (200 while this instance
    * accepts connections and reaches the other instances, 503 otherwise), or

@@ -1,3 +1,5 @@
+import { randomFillSync } from 'node:crypto'
+
 /**
  * Reads the complete WebSocket frames (server to client: unmasked) at the
  * start of `buffer`, calling `onFrame` for each, and returns the bytes of an
@@ -22,4 +24,22 @@ export function readFrames (buffer: Buffer, onFrame: (firstByte: number, payload
     buffer = buffer.subarray(offset + length)
   }
   return buffer
+}
+
+/**
+ * A masked client frame (clients must mask), as a raw client writes it.
+ * `announced` claims a longer payload than is sent, for frames left unfinished.
+ */
+export function clientFrame (payload: Buffer | string, opcode = 0x1, fin = true, announced?: number): Buffer {
+  const data = typeof payload === 'string' ? Buffer.from(payload) : payload
+  const length = announced ?? data.length
+  const extended = length < 126 ? 0 : length < 65536 ? 2 : 8
+  const frame = Buffer.alloc(2 + extended + 4 + data.length)
+  frame[0] = (fin ? 0x80 : 0) | opcode
+  if (extended === 0) frame[1] = 0x80 | length
+  else if (extended === 2) { frame[1] = 0x80 | 126; frame.writeUInt16BE(length, 2) } else { frame[1] = 0x80 | 127; frame.writeBigUInt64BE(BigInt(length), 2) }
+  const maskAt = 2 + extended
+  randomFillSync(frame, maskAt, 4)
+  for (let i = 0; i < data.length; i++) frame[maskAt + 4 + i] = (data[i] as number) ^ (frame[maskAt + (i & 3)] as number)
+  return frame
 }

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto'
 import { connect, type Socket } from 'node:net'
 import { createSigner } from 'fast-jwt'
-import { readFrames } from '../../test/frames.js'
+import { clientFrame, readFrames } from '../../test/frames.js'
 import { BUCKET_BASE_MS, BUCKET_GROWTH, BUCKETS } from './histogram.js'
 
 export interface WorkerConfig {
@@ -36,18 +36,6 @@ const now = (): number => performance.timeOrigin + performance.now()
 function record (latencyMs: number): void {
   const index = latencyMs <= BUCKET_BASE_MS ? 0 : Math.min(BUCKETS - 1, Math.floor(Math.log(latencyMs / BUCKET_BASE_MS) / Math.log(BUCKET_GROWTH)))
   histogram[index] = (histogram[index] as number) + 1
-}
-
-/** A masked client text frame (clients must mask). */
-function clientFrame (text: string): Buffer {
-  const payload = Buffer.from(text)
-  const mask = randomBytes(4)
-  const frame = Buffer.alloc(6 + payload.length)
-  frame[0] = 0x81
-  frame[1] = 0x80 | payload.length // control and socket.io replies are tiny
-  mask.copy(frame, 2)
-  for (let i = 0; i < payload.length; i++) frame[6 + i] = (payload[i] as number) ^ (mask[i & 3] as number)
-  return frame
 }
 
 const T_MARKER = Buffer.from('"t":')

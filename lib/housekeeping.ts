@@ -1,0 +1,93 @@
+import type { FastifyBaseLogger } from 'fastify'
+import { CloseCode } from './close-codes.js'
+import type { FanoutMetrics } from './metrics.js'
+import type { Registry } from './registry.js'
+
+/** Heartbeat ticks of silence after which a connection counts as dead. */
+const MAX_IDLE_TICKS = 2
+/** The inbound budget's window, and the longest gap between sweeps. */
+const SECOND = 1000
+
+export interface HousekeepingOptions {
+  /** Milliseconds between pings; 0 turns heartbeats off. */
+  readonly heartbeatInterval: number
+  /** Milliseconds a client may take to finish a message. */
+  readonly messageTimeout: number
+}
+
+/**
+ * One timer for every connection-level deadline (not one per connection),
+ * unref'd so that it never keeps a process alive. Each tick, at most a
+ * second apart:
+ * - closes connections whose token expired (4001), from the registry's
+ *   expiry index, so only what expired is touched;
+ * - closes connections that left a message unfinished for `messageTimeout`
+ *   (1008), which would otherwise pin its buffers forever, since their pings
+ *   keep them alive;
+ * - starts a new window of every connection's inbound budget;
+ * - every `heartbeatInterval`, pings every connection and terminates those
+ *   that have sent nothing (frame, ping or pong) for two whole intervals:
+ *   their peer vanished without closing TCP.
+ */
+export class Housekeeping {
+  readonly #options: HousekeepingOptions
+  readonly #registry: Registry
+  readonly #metrics: FanoutMetrics
+  readonly #log: FastifyBaseLogger
+  readonly #period: number
+  #timer: NodeJS.Timeout | undefined
+  #lastHeartbeat = 0
+  #lastWindow = 0
+
+  constructor (options: HousekeepingOptions, registry: Registry, metrics: FanoutMetrics, log: FastifyBaseLogger) {
+    this.#options = options
+    this.#registry = registry
+    this.#metrics = metrics
+    this.#log = log
+    this.#period = options.heartbeatInterval === 0 ? SECOND : Math.min(SECOND, options.heartbeatInterval)
+  }
+
+  start (): void {
+    if (this.#timer !== undefined) return
+    this.#lastHeartbeat = this.#lastWindow = Date.now()
+    this.#timer = setInterval(() => { this.#tick(Date.now()) }, this.#period)
+    this.#timer.unref()
+  }
+
+  stop (): void {
+    clearInterval(this.#timer)
+    this.#timer = undefined
+  }
+
+  #tick (now: number): void {
+    for (const connection of this.#registry.expired(now)) {
+      this.#log.debug({ connectionId: connection.id, userId: connection.userId }, 'fanout: token expired, closing')
+      connection.closeWith(CloseCode.TOKEN_EXPIRED, 'token expired')
+    }
+
+    // Timer ticks drift a little late, never early: allow a tenth of a period.
+    const heartbeat = this.#options.heartbeatInterval !== 0 &&
+      now - this.#lastHeartbeat >= this.#options.heartbeatInterval - this.#period / 10
+    if (heartbeat) this.#lastHeartbeat = now
+    const newWindow = now - this.#lastWindow >= SECOND - this.#period / 10
+    if (newWindow) this.#lastWindow = now
+
+    for (const connection of this.#registry.values()) {
+      if (newWindow) connection.resetInbound()
+      if (connection.messageStalled(now, this.#options.messageTimeout)) {
+        this.#log.debug({ connectionId: connection.id, userId: connection.userId }, 'fanout: message unfinished, closing')
+        connection.closeWith(CloseCode.POLICY_VIOLATION, 'message unfinished')
+        continue
+      }
+      if (!heartbeat) continue
+      if (connection.idleTicks >= MAX_IDLE_TICKS) {
+        this.#metrics.heartbeatTimeouts.inc()
+        this.#log.debug({ connectionId: connection.id, userId: connection.userId }, 'fanout: heartbeat timeout, terminating')
+        connection.terminate()
+        continue
+      }
+      connection.idleTicks++
+      connection.ping()
+    }
+  }
+}
