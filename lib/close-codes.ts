@@ -36,3 +36,6 @@ export const CloseCode = Object.freeze({
 export function isApplicationCloseCode (code: unknown): code is number {
   return typeof code === 'number' && Number.isInteger(code) && (code === 1000 || (code >= 3000 && code <= 4999))
 }
+
+/** A close frame's reason fits in its 125-byte payload after the 2-byte code. */
+export const MAX_CLOSE_REASON_BYTES = 123

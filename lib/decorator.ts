@@ -1,5 +1,5 @@
-import { CloseCode, isApplicationCloseCode } from './close-codes.js'
-import { InvalidCloseCodeError } from './errors.js'
+import { CloseCode, isApplicationCloseCode, MAX_CLOSE_REASON_BYTES } from './close-codes.js'
+import { InvalidCloseCodeError, InvalidCloseReasonError } from './errors.js'
 import type { Fanout } from './fanout.js'
 import type { FanoutMetrics } from './metrics.js'
 import type { Registry } from './registry.js'
@@ -17,12 +17,11 @@ export function createDecorator (registry: Registry, fanout: Fanout, metrics: Fa
     broadcast: async (data, target = {}) => await fanout.publish(data, { users: target.users, except: target.except }),
     sendToUser: async (userId, data) => await fanout.publish(data, { users: [userId] }),
     sendTo: async (connectionId, data) => await fanout.publish(data, { connectionId }),
-    disconnectUser (userId, code = CloseCode.DISCONNECTED, reason = 'disconnected by server') {
+    async disconnectUser (userId, code = CloseCode.DISCONNECTED, reason = 'disconnected by server') {
       if (!isApplicationCloseCode(code)) throw new InvalidCloseCodeError(code)
-      // Copy first: closing removes connections from the live set.
-      const connections = [...registry.ofUser(userId)]
-      for (const connection of connections) connection.close(code, reason)
-      return connections.length
+      if (typeof reason !== 'string' || Buffer.byteLength(reason) > MAX_CLOSE_REASON_BYTES) throw new InvalidCloseReasonError(MAX_CLOSE_REASON_BYTES)
+      const { id, delivered, instances, partial } = await fanout.disconnect(userId, code, reason)
+      return { id, disconnected: delivered, instances, partial }
     },
     metricsRegistry: metrics.registry,
     get backplaneUp () { return backplaneUp() }

@@ -59,6 +59,9 @@ export const InvalidCloseCodeError = createError<[unknown]>(
   'FST_FANOUT_INVALID_CLOSE_CODE',
   'Close code %s is not allowed: use 1000 or an application code in 3000-4999', 500, TypeError
 )
+export const InvalidCloseReasonError = createError<[number]>(
+  'FST_FANOUT_INVALID_CLOSE_REASON', 'A close reason must be a string of at most %d bytes (UTF-8)', 500, TypeError
+)
 export const InvalidMessageError = createError<[string, { cause: unknown }?]>(
   'FST_FANOUT_INVALID_MESSAGE', 'Message data must be JSON-serializable: %s', 500, TypeError
 )

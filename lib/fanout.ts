@@ -58,8 +58,14 @@ export class Fanout {
     return this.#publish(envelope)
   }
 
-  /** Writes an envelope to the local connections it targets. */
+  /** Closes every connection of `userId` on every instance. */
+  disconnect (userId: string, code: number, reason: string): Promise<DeliveryResult> {
+    return this.#publish({ id: this.nextId(), payload: EMPTY, users: [userId], disconnect: { code, reason } })
+  }
+
+  /** Writes an envelope to the local connections it targets (or closes them, for a disconnect). */
   deliver (envelope: Envelope): LocalDelivery {
+    if (envelope.disconnect !== undefined) return this.#disconnect(envelope, envelope.disconnect)
     const started = process.hrtime.bigint()
     const { users, connectionId } = envelope
     // Framed once here (and compressed once per window size, if needed): every
@@ -88,6 +94,18 @@ export class Fanout {
     return { id: envelope.id, delivered: tally.delivered, dropped: tally.slow + tally.notOpen }
   }
 
+  #disconnect (envelope: Envelope, { code, reason }: { code: number, reason: string }): LocalDelivery {
+    let closed = 0
+    for (const userId of envelope.users ?? []) {
+      // Copy first: closing removes connections from the live set.
+      for (const connection of [...this.#registry.ofUser(userId)]) {
+        connection.closeWith(code, reason)
+        closed++
+      }
+    }
+    return { id: envelope.id, delivered: closed, dropped: 0 }
+  }
+
   // Metrics move once per message, not once per connection.
   #record (tally: Tally, bytes: number, started: bigint): void {
     const metrics = this.#metrics
@@ -101,6 +119,8 @@ export class Fanout {
     metrics.broadcastDuration.observe(Number(process.hrtime.bigint() - started) / 1e9)
   }
 }
+
+const EMPTY = Buffer.alloc(0)
 
 interface Tally { delivered: number, slow: number, notOpen: number }
 

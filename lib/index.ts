@@ -20,7 +20,8 @@ import { Housekeeping } from './housekeeping.js'
 import { FanoutMetrics, metricsPluginOptions } from './metrics.js'
 import { resolveOptions, type ResolvedOptions } from './options.js'
 import { Registry } from './registry.js'
-import { closeClients } from './shutdown.js'
+import { closeAll, closeClients } from './shutdown.js'
+import { CloseCode } from './close-codes.js'
 import type { FanoutOptions } from './types.js'
 
 // Connections written per event-loop turn: about 10 ms of socket writes, so
@@ -109,7 +110,9 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
   })
 
   fastify.addHook('onReady', async () => {
-    await backplane.start((envelope) => engine.deliver(envelope))
+    await backplane.start((envelope) => engine.deliver(envelope), (phase) => {
+      if (options.backplaneGap === 'close') closeAll(registry, CloseCode.MESSAGES_MISSED, `messages may have been missed (Redis subscription ${phase}): reconnect`)
+    })
     housekeeping.start()
   })
   fastify.addHook('onClose', async () => {

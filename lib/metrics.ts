@@ -37,6 +37,7 @@ export class FanoutMetrics {
   readonly backplaneLocalOnly: Counter
   readonly backplaneErrors: Counter<'operation'>
   readonly backplaneStateChanges: Counter<'state'>
+  readonly backplaneGaps: Counter<'phase'>
 
   constructor (registry: Registry, read: { connections: () => number, backplaneUp: () => boolean }) {
     this.registry = registry
@@ -77,6 +78,7 @@ export class FanoutMetrics {
     this.backplaneInvalid = new Counter({ name: 'fanout_backplane_invalid_total', help: 'Malformed or foreign messages on our Redis channels, dropped', registers })
     this.backplaneLocalOnly = new Counter({ name: 'fanout_backplane_local_only_total', help: 'Messages delivered on this instance only because Redis was unreachable', registers })
     this.backplaneErrors = new Counter({ name: 'fanout_backplane_errors_total', help: 'Redis errors, by operation', labelNames: ['operation'], registers })
+    this.backplaneGaps = new Counter({ name: 'fanout_backplane_gaps_total', help: 'Times the Redis subscription was lost, and restored: messages published in between did not reach this instance', labelNames: ['phase'], registers })
     this.backplaneStateChanges = new Counter({ name: 'fanout_backplane_state_changes_total', help: 'Times the Redis backplane went up or down', labelNames: ['state'], registers })
   }
 

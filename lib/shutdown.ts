@@ -1,6 +1,15 @@
 import { WebSocket, type WebSocketServer } from 'ws'
 import type { FastifyBaseLogger } from 'fastify'
 import { CloseCode } from './close-codes.js'
+import type { Registry } from './registry.js'
+
+/** Closes every registered connection with `code`, each after what is queued for it. */
+export function closeAll (registry: Registry, code: number, reason: string): number {
+  // Copy first: closing removes connections from the live set.
+  const connections = [...registry.values()]
+  for (const connection of connections) connection.closeWith(code, reason)
+  return connections.length
+}
 
 /**
  * Closes every client with 1001 (going away) and waits for the closing

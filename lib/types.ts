@@ -230,6 +230,22 @@ export interface DeliveryResult {
   partial?: boolean
 }
 
+/** What `disconnectUser` did. */
+export interface DisconnectResult {
+  /** Control message id. */
+  id: string
+  /**
+   * Connections closed on this instance. Present when this instance closed
+   * them within the call (embedded backplane, or Redis unreachable); with
+   * Redis up every instance closes its own from its subscription.
+   */
+  disconnected?: number
+  /** Instances the request reached (with Redis: those holding a connection of the user). */
+  instances: number
+  /** True when Redis was unreachable: only this instance's connections were closed. */
+  partial?: boolean
+}
+
 /** The frame clients receive for every message (one JSON text frame). */
 export interface MessageFrame<T = unknown> {
   type: 'message'
@@ -275,10 +291,14 @@ export interface FanoutDecorator {
   /** Send to one connection by id. */
   sendTo: (connectionId: string, data: unknown) => Promise<DeliveryResult>
   /**
-   * Close every connection of a user (e.g. on logout or ban). Returns how many were closed.
+   * Close every connection of a user (e.g. on logout or ban), on every
+   * instance: with Redis the request travels as a control message on the
+   * user's channel. Rejects with FST_FANOUT_INVALID_CLOSE_CODE or
+   * FST_FANOUT_INVALID_CLOSE_REASON for a code outside 1000/3000-4999 or a
+   * reason over 123 bytes.
    * @defaultValue code 4000, reason 'disconnected by server'
    */
-  disconnectUser: (userId: string, code?: number, reason?: string) => number
+  disconnectUser: (userId: string, code?: number, reason?: string) => Promise<DisconnectResult>
   /** The prom-client registry holding fastify-fanout's metrics. */
   readonly metricsRegistry: Registry
   /**

@@ -66,8 +66,8 @@ t.test('messages queued before a close arrive before the close frame', async (t)
   const got = messages(ws, 3)
   const closing = closed(ws)
   const sent = ['one', 'two', 'three'].map(async (data) => await app.fanout.broadcast(data))
-  app.fanout.disconnectUser('leaving', 4000, 'bye') // same turn: the three are still queued
-  await Promise.all(sent)
+  const disconnected = app.fanout.disconnectUser('leaving', 4000, 'bye') // same turn: the three are still queued
+  await Promise.all([...sent, disconnected])
   t.same((await got).map((m) => m.data), ['one', 'two', 'three'])
   t.equal((await closing).code, 4000)
 })

@@ -13,8 +13,9 @@ const gc = runInNewContext('gc') as () => void
 t.test('Redis dies: local delivery goes on, the route says so, nothing queues; Redis returns: delivery resumes by itself', async (t) => {
   const redis = await startRedis(t)
   const prefix = randomPrefix()
-  const a: Built = await build(t, { redis: redis.url, channelPrefix: prefix })
-  const b: Built = await build(t, { redis: redis.url, channelPrefix: prefix })
+  // backplaneGap 'keep': this test follows local delivery through the outage (redis-gap.test.ts covers 'close').
+  const a: Built = await build(t, { redis: redis.url, channelPrefix: prefix, backplaneGap: 'keep' })
+  const b: Built = await build(t, { redis: redis.url, channelPrefix: prefix, backplaneGap: 'keep' })
   const onA = await connect(t, a.wsUrl, token({ sub: 'ann' }))
   const onB = await connect(t, b.wsUrl, token({ sub: 'ben' }))
 

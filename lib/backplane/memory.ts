@@ -6,6 +6,7 @@ export class MemoryBackplane implements Backplane {
   #deliver: Deliver | undefined
   readonly up = true
 
+  // One process: nothing is ever missed, so there are no gaps to report.
   async start (deliver: Deliver): Promise<void> {
     this.#deliver = deliver
   }

@@ -2,7 +2,7 @@ import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import fastifyRedis from '@fastify/redis'
 import { Redis, type Cluster, type RedisOptions } from 'ioredis'
 import { decodeEnvelope, encodeEnvelope } from './codec.js'
-import type { Backplane, Deliver, Envelope } from './types.js'
+import type { Backplane, Deliver, Envelope, GapListener } from './types.js'
 import type { FanoutMetrics } from '../metrics.js'
 import type { DeliveryResult } from '../types.js'
 
@@ -46,6 +46,11 @@ export class RedisBackplane implements Backplane {
   readonly #log: FastifyBaseLogger
   #subscriber: Redis | Cluster | undefined
   #deliver: Deliver | undefined
+  #onGap: GapListener | undefined
+  /** Set once start has subscribed; from then on losses and returns are gaps. */
+  #started = false
+  /** True while the subscriber holds its subscriptions. */
+  #listening = false
   #up = false
   #closing = false
   // Listeners we put on the app's publisher, removed on close: we do not own it.
@@ -65,8 +70,9 @@ export class RedisBackplane implements Backplane {
     return this.#up
   }
 
-  async start (deliver: Deliver): Promise<void> {
+  async start (deliver: Deliver, onGap: GapListener): Promise<void> {
     this.#deliver = deliver
+    this.#onGap = onGap
     const subscriber = this.#sharded
       ? (this.#publisher as Cluster).duplicate(undefined, { shardedSubscribers: true })
       : (this.#publisher as Redis).duplicate({ enableOfflineQueue: true, autoResubscribe: true, commandTimeout: undefined })
@@ -85,8 +91,17 @@ export class RedisBackplane implements Backplane {
     this.#publisher.on('error', onPublisherError)
     this.#publisherListeners.push(['error', onPublisherError])
 
+    // A subscriber connection that drops (Redis restarting, or closing a
+    // subscriber that fell behind its output buffer limit) misses whatever is
+    // published until ioredis has reconnected and resubscribed.
+    const lost = (): void => { this.#gap(false) }
+    for (const event of ['close', 'end', 'reconnecting']) subscriber.on(event, lost)
+    subscriber.on('ready', () => { this.#gap(true) })
+
     await this.#subscribe(this.#allChannel)
     await this.#subscribe(this.#instanceChannel)
+    this.#started = true
+    this.#listening = subscriber.status === 'ready'
     this.#refreshState()
   }
 
@@ -118,6 +133,7 @@ export class RedisBackplane implements Backplane {
 
   async close (): Promise<void> {
     this.#closing = true
+    this.#onGap = undefined
     for (const [event, listener] of this.#publisherListeners) this.#publisher.off(event, listener)
     this.#publisherListeners.length = 0
     const subscriber = this.#subscriber
@@ -141,7 +157,7 @@ export class RedisBackplane implements Backplane {
     if (users.length > MAX_USER_CHANNELS_PER_MESSAGE) {
       return [[this.#allChannel, encodeEnvelope({ ...envelope, users, except: undefined }), this.#sharded]]
     }
-    return users.map((userId) => [this.#userChannel(userId), encodeEnvelope({ id: envelope.id, payload: envelope.payload, users: [userId] }), this.#sharded])
+    return users.map((userId) => [this.#userChannel(userId), encodeEnvelope({ ...envelope, users: [userId], except: undefined }), this.#sharded])
   }
 
   #receive (message: Buffer): void {
@@ -169,6 +185,17 @@ export class RedisBackplane implements Backplane {
 
   #userChannel (userId: string): string {
     return this.#prefix + 'user:' + userId
+  }
+
+  /** Tracks whether the subscriber holds its subscriptions; reports each change. */
+  #gap (listening: boolean): void {
+    // Until start has subscribed, a `ready` is the first connection, not a return.
+    if (this.#closing || this.#onGap === undefined || !this.#started || listening === this.#listening) return
+    this.#listening = listening
+    this.#metrics.backplaneGaps.inc({ phase: listening ? 'restored' : 'lost' })
+    if (listening) this.#log.warn('fanout: Redis subscription restored; messages published while it was lost did not reach this instance')
+    else this.#log.warn('fanout: Redis subscription lost; messages published until it is restored do not reach this instance')
+    this.#onGap(listening ? 'restored' : 'lost')
   }
 
   #refreshState (): void {

@@ -13,6 +13,11 @@ export interface Envelope {
   readonly except?: readonly string[]
   /** Only this connection. */
   readonly connectionId?: string
+  /**
+   * A control message instead of a message: close the targeted connections
+   * with this code and reason (the payload is empty).
+   */
+  readonly disconnect?: { readonly code: number, readonly reason: string }
 }
 
 /** What one instance did with an envelope. */
@@ -26,14 +31,21 @@ export interface LocalDelivery {
 export type Deliver = (envelope: Envelope) => LocalDelivery
 
 /**
+ * Told when this instance stops receiving what other instances publish
+ * (`'lost'`) and when it receives again (`'restored'`): connections open in
+ * between may have missed messages.
+ */
+export type GapListener = (phase: 'lost' | 'restored') => void
+
+/**
  * What joins instances. Every instance, the publishing one included, delivers
  * what is published from its subscription, so each connection receives each
  * message once, in publish order. The embedded backplane joins nothing but
  * this process; the Redis one joins every instance on a Redis.
  */
 export interface Backplane {
-  /** Starts delivering published envelopes to `deliver`. */
-  start: (deliver: Deliver) => Promise<void>
+  /** Starts delivering published envelopes to `deliver`, and reporting gaps to `onGap`. */
+  start: (deliver: Deliver, onGap: GapListener) => Promise<void>
   /** Publishes an envelope to every instance that holds one of its targets. */
   publish: (envelope: Envelope) => Promise<DeliveryResult>
   /** This instance now holds a connection of `userId`: receive that user's messages. */
