@@ -42,6 +42,7 @@ interface ReceiverInternals {
   _fragmented: number
   _totalPayloadLength: number
   _bufferedBytes: number
+  _buffers: Buffer[]
 }
 
 const kConnection = Symbol('fanout.connection')
@@ -91,6 +92,8 @@ export class Connection implements FanoutConnection {
   #inboundBytes = 0
   /** When a housekeeping sweep first saw the current message unfinished; 0: none. */
   #unfinishedSince = 0
+  /** When the server stopped reading this connection for exceeding its budget; 0: reading. */
+  #stoppedReadingAt = 0
 
   constructor (id: string, userId: string, claims: TokenClaims, expiresAt: number, socket: WebSocket, context: ConnectionContext) {
     this.id = id
@@ -215,6 +218,14 @@ export class Connection implements FanoutConnection {
   }
 
   /**
+   * Whether the server stopped reading this connection at least `grace` ms
+   * ago: its close handshake cannot finish, so it is only holding a file.
+   */
+  abandoned (now: number, grace: number): boolean {
+    return this.#stoppedReadingAt !== 0 && now - this.#stoppedReadingAt >= grace
+  }
+
+  /**
    * Counts one frame from the client against the inbound budget; false when
    * it is past it. Then the connection is closed with 4009 and its socket is
    * no longer read, so a flood costs nothing more than what the kernel buffers.
@@ -227,15 +238,31 @@ export class Connection implements FanoutConnection {
     if (++this.#inboundFrames <= budget.messages && (this.#inboundBytes += bytes) <= budget.bytes) return true
     this.#context.log.info({ connectionId: this.id, userId: this.userId }, 'fanout: inbound budget exceeded, closing')
     this.closeWith(CloseCode.INBOUND_LIMIT, 'inbound budget exceeded')
-    // Stop reading, and end our side after the close frame so that the client
-    // sees the close at once; ws's close timeout then destroys the socket.
-    this.#socket.pause()
-    this.#tcp.end()
+    this.#stopReading()
     return false
   }
 
   terminate (): void {
+    // ws parses what a socket still holds when it closes: of a connection no
+    // longer read, that is flood, so it is dropped unparsed.
+    if (this.#stoppedReadingAt !== 0 && this.#tcp.readableLength > 0) this.#tcp.read(this.#tcp.readableLength)
     this.#socket.terminate()
+  }
+
+  /**
+   * Stops reading a client that exceeded its budget: the socket is paused,
+   * what ws had buffered but not yet parsed is dropped (a chunk can hold
+   * thousands of tiny frames, each a turn of the event loop to parse), and
+   * our side is ended after the close frame so that the client sees the
+   * close at once. Housekeeping destroys the socket a second later.
+   */
+  #stopReading (): void {
+    this.#socket.pause()
+    const receiver = (this.#socket as unknown as WebSocketInternals)._receiver
+    receiver._buffers.length = 0
+    receiver._bufferedBytes = 0
+    this.#tcp.end()
+    this.#stoppedReadingAt = Date.now()
   }
 
   // Listeners shared by every socket: `this` is the socket that emitted.

@@ -7,6 +7,8 @@ import type { Registry } from './registry.js'
 const MAX_IDLE_TICKS = 2
 /** The inbound budget's window, and the longest gap between sweeps. */
 const SECOND = 1000
+/** Time a client over its inbound budget gets to read our close frame before its socket goes. */
+const ABANDON_GRACE = 1000
 
 export interface HousekeepingOptions {
   /** Milliseconds between pings; 0 turns heartbeats off. */
@@ -24,7 +26,9 @@ export interface HousekeepingOptions {
  * - closes connections that left a message unfinished for `messageTimeout`
  *   (1008), which would otherwise pin its buffers forever, since their pings
  *   keep them alive;
- * - starts a new window of every connection's inbound budget;
+ * - starts a new window of every connection's inbound budget, and destroys
+ *   the sockets of connections closed for exceeding it a second earlier
+ *   (they are no longer read, so their close handshake cannot finish);
  * - every `heartbeatInterval`, pings every connection and terminates those
  *   that have sent nothing (frame, ping or pong) for two whole intervals:
  *   their peer vanished without closing TCP.
@@ -73,6 +77,10 @@ export class Housekeeping {
     if (newWindow) this.#lastWindow = now
 
     for (const connection of this.#registry.values()) {
+      if (connection.abandoned(now, ABANDON_GRACE)) {
+        connection.terminate()
+        continue
+      }
       if (newWindow) connection.resetInbound()
       if (connection.messageStalled(now, this.#options.messageTimeout)) {
         this.#log.debug({ connectionId: connection.id, userId: connection.userId }, 'fanout: message unfinished, closing')

@@ -1,6 +1,7 @@
 // fastify-fanout (this project): embedded backplane, or Redis when REDIS_URL is set.
+// FANOUT_OPTIONS (JSON) is spread over the benchmark's options.
 import Fastify from 'fastify'
-import fanout from '../../lib/index.js'
+import fanout, { type FanoutOptions } from '../../lib/index.js'
 import { serve } from './common.js'
 
 const app = Fastify({ logger: false })
@@ -10,7 +11,8 @@ await app.register(fanout, {
   channelPrefix: process.env.CHANNEL_PREFIX ?? 'bench:',
   metrics: false,
   heartbeatInterval: 0,
-  maxBufferedBytes: 16 * 1024 * 1024
+  maxBufferedBytes: 16 * 1024 * 1024,
+  ...JSON.parse(process.env.FANOUT_OPTIONS ?? '{}') as Partial<FanoutOptions>
 })
 await app.listen({ port: 0, host: '127.0.0.1', backlog: 4096 })
 serve({
