@@ -6,7 +6,8 @@ export interface Expiring {
 /**
  * Deadlines by whole second, for one shared timer instead of a timer per
  * connection: adding and removing are O(1), and a sweep touches only the
- * seconds that have passed since the last one and what expired in them.
+ * seconds that have passed since the last one (and the current second's
+ * bucket), so what it returns is exactly what is due, however often it runs.
  */
 export class ExpiryWheel<T extends Expiring> {
   readonly #buckets = new Map<number, Set<T>>()
@@ -43,32 +44,42 @@ export class ExpiryWheel<T extends Expiring> {
 
   /** Removes and returns everything whose deadline has passed by `now`. */
   sweep (now: number): T[] {
-    const last = secondOf(now) - 1 // a deadline inside the current second is not due yet
+    const current = secondOf(now)
     const expired: T[] = []
-    if (last < this.#next) return expired
-    // After a long pause (a suspended machine) walking every second would be
-    // slower than walking the buckets.
-    if (last - this.#next > this.#buckets.size) {
+    if (current < this.#next) return expired
+    // Whole seconds that have passed: everything in them is due. After a long
+    // pause (a suspended machine) walking every second would be slower than
+    // walking the buckets.
+    if (current - this.#next > this.#buckets.size) {
       for (const [second, bucket] of this.#buckets) {
-        if (second > last) continue
+        if (second >= current) continue
         this.#buckets.delete(second)
         for (const item of bucket) expired.push(item)
       }
     } else {
-      for (let second = this.#next; second <= last; second++) {
+      for (let second = this.#next; second < current; second++) {
         const bucket = this.#buckets.get(second)
         if (bucket === undefined) continue
         this.#buckets.delete(second)
         for (const item of bucket) expired.push(item)
       }
     }
-    this.#next = last + 1
+    this.#next = current
+    // The current second: only what is due by now.
+    const bucket = this.#buckets.get(current)
+    if (bucket !== undefined) {
+      for (const item of bucket) {
+        if (item.expiresAt > now) continue
+        bucket.delete(item)
+        expired.push(item)
+      }
+      if (bucket.size === 0) this.#buckets.delete(current)
+    }
     return expired
   }
 }
 
-// A deadline at 12.3 s is due once the clock reaches 13 s: bucket 12 is swept
-// when second 12 has wholly passed, so nobody is cut before its deadline.
+// A deadline at 12.3 s lives in bucket 12, until a sweep at 12.3 s or later.
 function secondOf (ms: number): number {
   return Math.floor(ms / 1000)
 }
