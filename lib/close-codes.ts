@@ -39,3 +39,18 @@ export function isApplicationCloseCode (code: unknown): code is number {
 
 /** A close frame's reason fits in its 125-byte payload after the 2-byte code. */
 export const MAX_CLOSE_REASON_BYTES = 123
+
+/** Why the server closes a connection on its own, whatever the endpoint's protocol. */
+export type ServerCloseReason = 'tokenExpired' | 'inboundLimit' | 'messageUnfinished' | 'slowConsumer' | 'messagesMissed'
+
+/** An endpoint's close code and reason for each; every endpoint brings its own table. */
+export type CloseTable = Readonly<Record<ServerCloseReason, readonly [code: number, reason: string]>>
+
+/** The plain `/ws` endpoint's table. */
+export const WS_CLOSES: CloseTable = Object.freeze({
+  tokenExpired: [CloseCode.TOKEN_EXPIRED, 'token expired'],
+  inboundLimit: [CloseCode.INBOUND_LIMIT, 'inbound budget exceeded'],
+  messageUnfinished: [CloseCode.POLICY_VIOLATION, 'message unfinished'],
+  slowConsumer: [CloseCode.SLOW_CONSUMER, 'slow consumer'],
+  messagesMissed: [CloseCode.MESSAGES_MISSED, 'messages may have been missed: reconnect']
+})

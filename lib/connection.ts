@@ -1,7 +1,7 @@
 import type { Socket } from 'node:net'
 import { WebSocket } from 'ws'
 import type { FastifyBaseLogger } from 'fastify'
-import { CloseCode, isApplicationCloseCode } from './close-codes.js'
+import { CloseCode, isApplicationCloseCode, type CloseTable, type ServerCloseReason } from './close-codes.js'
 import { InvalidCloseCodeError } from './errors.js'
 import type { Flusher } from './flusher.js'
 import type { OutboundFrame } from './frame.js'
@@ -21,6 +21,8 @@ export interface ConnectionContext {
   readonly closeSlowConsumers: boolean
   /** Frames and bytes a connection may send per second; false: unlimited. */
   readonly inbound: false | { readonly messages: number, readonly bytes: number }
+  /** The endpoint's close code for each reason the server closes on its own. */
+  readonly closes: CloseTable
   /** Encodes `data` and writes it to `connection`, counting it like any message. */
   readonly send: (connection: Connection, data: unknown) => boolean
   /** Writes queued frames to sockets, a slice per event-loop turn. */
@@ -137,7 +139,7 @@ export class Connection implements FanoutConnection {
     if (buffered !== 0 && buffered + bytes.length > this.#context.maxBufferedBytes) {
       if (this.#context.closeSlowConsumers) {
         this.#context.log.debug({ connectionId: this.id, userId: this.userId, buffered }, 'fanout: closing slow consumer')
-        this.closeWith(CloseCode.SLOW_CONSUMER, 'slow consumer')
+        this.closeFor('slowConsumer')
       }
       return 'slow'
     }
@@ -180,6 +182,12 @@ export class Connection implements FanoutConnection {
 
   close (code: number = CloseCode.DISCONNECTED, reason = 'disconnected by server'): void {
     if (!isApplicationCloseCode(code)) throw new InvalidCloseCodeError(code)
+    this.closeWith(code, reason)
+  }
+
+  /** Closes with the endpoint's code for `why`. */
+  closeFor (why: ServerCloseReason): void {
+    const [code, reason] = this.#context.closes[why]
     this.closeWith(code, reason)
   }
 
@@ -237,7 +245,7 @@ export class Connection implements FanoutConnection {
     if (this.#socket.readyState !== WebSocket.OPEN) return false
     if (++this.#inboundFrames <= budget.messages && (this.#inboundBytes += bytes) <= budget.bytes) return true
     this.#context.log.info({ connectionId: this.id, userId: this.userId }, 'fanout: inbound budget exceeded, closing')
-    this.closeWith(CloseCode.INBOUND_LIMIT, 'inbound budget exceeded')
+    this.closeFor('inboundLimit')
     this.#stopReading()
     return false
   }

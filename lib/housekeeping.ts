@@ -1,5 +1,4 @@
 import type { FastifyBaseLogger } from 'fastify'
-import { CloseCode } from './close-codes.js'
 import type { FanoutMetrics } from './metrics.js'
 import type { Registry } from './registry.js'
 
@@ -21,10 +20,10 @@ export interface HousekeepingOptions {
  * One timer for every connection-level deadline (not one per connection),
  * unref'd so that it never keeps a process alive. Each tick, at most a
  * second apart:
- * - closes connections whose token expired (4001), from the registry's
+ * - closes connections whose token expired, from the registry's
  *   expiry index, so only what expired is touched;
  * - closes connections that left a message unfinished for `messageTimeout`
- *   (1008), which would otherwise pin its buffers forever, since their pings
+ *   (which would otherwise pin its buffers forever, since their pings
  *   keep them alive;
  * - starts a new window of every connection's inbound budget, and destroys
  *   the sockets of connections closed for exceeding it a second earlier
@@ -66,7 +65,7 @@ export class Housekeeping {
   #tick (now: number): void {
     for (const connection of this.#registry.expired(now)) {
       this.#log.debug({ connectionId: connection.id, userId: connection.userId }, 'fanout: token expired, closing')
-      connection.closeWith(CloseCode.TOKEN_EXPIRED, 'token expired')
+      connection.closeFor('tokenExpired')
     }
 
     // Timer ticks drift a little late, never early: allow a tenth of a period.
@@ -84,7 +83,7 @@ export class Housekeeping {
       if (newWindow) connection.resetInbound()
       if (connection.messageStalled(now, this.#options.messageTimeout)) {
         this.#log.debug({ connectionId: connection.id, userId: connection.userId }, 'fanout: message unfinished, closing')
-        connection.closeWith(CloseCode.POLICY_VIOLATION, 'message unfinished')
+        connection.closeFor('messageUnfinished')
         continue
       }
       if (!heartbeat) continue

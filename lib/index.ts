@@ -21,7 +21,7 @@ import { FanoutMetrics, metricsPluginOptions } from './metrics.js'
 import { resolveOptions, type ResolvedOptions } from './options.js'
 import { Registry } from './registry.js'
 import { closeAll, closeClients } from './shutdown.js'
-import { CloseCode } from './close-codes.js'
+import { WS_CLOSES } from './close-codes.js'
 import type { FanoutOptions } from './types.js'
 
 // Connections written per event-loop turn: about 10 ms of socket writes, so
@@ -97,6 +97,7 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
         maxBufferedBytes: options.maxBufferedBytes,
         closeSlowConsumers: options.slowConsumer === 'close',
         inbound: options.inbound,
+        closes: WS_CLOSES,
         send: (connection, data) => engine.sendToConnection(connection, data),
         flusher
       },
@@ -110,8 +111,8 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
   })
 
   fastify.addHook('onReady', async () => {
-    await backplane.start((envelope) => engine.deliver(envelope), (phase) => {
-      if (options.backplaneGap === 'close') closeAll(registry, CloseCode.MESSAGES_MISSED, `messages may have been missed (Redis subscription ${phase}): reconnect`)
+    await backplane.start((envelope) => engine.deliver(envelope), () => {
+      if (options.backplaneGap === 'close') closeAll(registry, 'messagesMissed')
     })
     housekeeping.start()
   })

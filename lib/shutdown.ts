@@ -1,14 +1,11 @@
 import { WebSocket, type WebSocketServer } from 'ws'
 import type { FastifyBaseLogger } from 'fastify'
-import { CloseCode } from './close-codes.js'
+import { CloseCode, type ServerCloseReason } from './close-codes.js'
 import type { Registry } from './registry.js'
 
-/** Closes every registered connection with `code`, each after what is queued for it. */
-export function closeAll (registry: Registry, code: number, reason: string): number {
-  // Copy first: closing removes connections from the live set.
-  const connections = [...registry.values()]
-  for (const connection of connections) connection.closeWith(code, reason)
-  return connections.length
+/** Closes every registered connection with its endpoint's code for `why`, each after what is queued for it. */
+export function closeAll (registry: Registry, why: ServerCloseReason): void {
+  for (const connection of registry.values()) connection.closeFor(why)
 }
 
 /**
