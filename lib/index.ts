@@ -21,6 +21,7 @@ import { FanoutMetrics, metricsPluginOptions } from './metrics.js'
 import { resolveOptions, type ResolvedOptions } from './options.js'
 import { Registry } from './registry.js'
 import { closeClients } from './shutdown.js'
+import { closeOnUnreadBody } from './unread-body.js'
 import type { FanoutOptions } from './types.js'
 
 // Connections written per event-loop turn: about 10 ms of socket writes, so
@@ -72,6 +73,9 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
   if (options.metrics.serve) await fastify.register(fastifyMetrics, metricsPluginOptions(options.metrics))
 
   fastify.decorate('fanout', createDecorator(registry, engine, metrics, () => backplane.up))
+  // On the instance we are registered on, so 404s and the app's own refusals
+  // close too, not only ours (see unread-body.ts).
+  if (options.closeOnUnreadBody) fastify.addHook('onSend', closeOnUnreadBody)
 
   // Our routes and our @fastify/jwt live in their own encapsulated context so
   // that they never clash with the app's own JWT setup or hooks.
@@ -145,5 +149,6 @@ export default plugin
 export { plugin as fanout }
 export { CloseCode } from './close-codes.js'
 export { SUBPROTOCOL, TOKEN_PROTOCOL_PREFIX } from './auth.js'
+export { closeOnUnreadBody } from './unread-body.js'
 export * as errors from './errors.js'
 export type * from './types.js'

@@ -35,6 +35,7 @@ export interface ResolvedOptions {
   readonly redis: RedisSetting | undefined
   readonly channelPrefix: string
   readonly readinessPath: string | false
+  readonly closeOnUnreadBody: boolean
 }
 
 export const defaults = {
@@ -55,7 +56,8 @@ export const defaults = {
   closeTimeout: 5000,
   metricsEndpoint: '/metrics',
   channelPrefix: 'fanout:',
-  readinessPath: '/fanout/ready'
+  readinessPath: '/fanout/ready',
+  closeOnUnreadBody: true
 } as const
 
 export function resolveOptions (options: FanoutOptions): ResolvedOptions {
@@ -105,7 +107,8 @@ export function resolveOptions (options: FanoutOptions): ResolvedOptions {
     channelPrefix: nonEmptyString('channelPrefix', options.channelPrefix ?? defaults.channelPrefix),
     readinessPath: options.readinessPath === false
       ? false
-      : routePath('readinessPath', options.readinessPath ?? defaults.readinessPath)
+      : routePath('readinessPath', options.readinessPath ?? defaults.readinessPath),
+    closeOnUnreadBody: boolean('closeOnUnreadBody', options.closeOnUnreadBody ?? defaults.closeOnUnreadBody)
   })
 }
 
@@ -130,6 +133,11 @@ function routePath (name: string, value: unknown): string {
   if (typeof value !== 'string' || !value.startsWith('/')) {
     throw new InvalidOptionError(name, `must be a path starting with '/', got ${JSON.stringify(value)}`)
   }
+  return value
+}
+
+function boolean (name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw new InvalidOptionError(name, `must be true or false, got ${JSON.stringify(value)}`)
   return value
 }
 

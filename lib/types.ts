@@ -157,6 +157,17 @@ export interface FanoutOptions {
    * @defaultValue '/fanout/ready'
    */
   readinessPath?: string | false
+  /**
+   * Answer with `Connection: close` when a response goes out while its request
+   * body is still unread and the response is an error (a 401 from `onRequest`,
+   * a 404) or nobody reads the body, so that Node does not read and discard a
+   * refused body for as long as the client sends it. Added as an `onSend` hook
+   * on the instance fastify-fanout is registered on: at the root it covers every
+   * route and 404s. `false` leaves Node's behaviour (keep the connection, read
+   * the rest of the body).
+   * @defaultValue true
+   */
+  closeOnUnreadBody?: boolean
 }
 
 /** Who a broadcast goes to. */
