@@ -107,7 +107,7 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
     })
     if (options.broadcastPath !== false) registerBroadcastRoute(scope, options, engine)
     if (options.readinessPath !== false) {
-      registerReadinessRoute(scope, options.readinessPath, () => ({ closing, backplaneUp: backplane.up, connections: registry.size }))
+      registerReadinessRoute(scope, options.readinessPath, () => ({ closing, backplaneUp: backplane.up }))
     }
   })
 
