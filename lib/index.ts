@@ -18,6 +18,7 @@ import { Fanout } from './fanout.js'
 import { Flusher } from './flusher.js'
 import { Heartbeat } from './heartbeat.js'
 import { FanoutMetrics, metricsPluginOptions } from './metrics.js'
+import { registerMetricsServer } from './metrics-server.js'
 import { resolveOptions, type ResolvedOptions } from './options.js'
 import { Registry } from './registry.js'
 import { closeClients } from './shutdown.js'
@@ -71,6 +72,9 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
     }
   })
   if (options.metrics.serve) await fastify.register(fastifyMetrics, metricsPluginOptions(options.metrics))
+  if (options.metrics.listen !== undefined) {
+    registerMetricsServer(fastify, options.metrics.registry, { ...options.metrics.listen, path: options.metrics.endpoint })
+  }
 
   fastify.decorate('fanout', createDecorator(registry, engine, metrics, () => backplane.up))
   // On the instance we are registered on, so 404s and the app's own refusals

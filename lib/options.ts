@@ -5,7 +5,7 @@ import type { IMetricsPluginOptions } from 'fastify-metrics'
 import { InvalidOptionError } from './errors.js'
 import { parseOriginPolicy, type OriginPolicy } from './origin.js'
 import type { RedisSetting } from './backplane/redis.js'
-import type { FanoutOptions, SlowConsumerPolicy } from './types.js'
+import type { FanoutOptions, MetricsOptions, SlowConsumerPolicy } from './types.js'
 
 /** Options after defaults and validation: every field present, frozen. */
 export interface ResolvedOptions {
@@ -29,6 +29,8 @@ export interface ResolvedOptions {
     readonly registry: Registry
     readonly serve: boolean
     readonly endpoint: string
+    /** Absent: served on the app's own port (when `serve`). */
+    readonly listen: { readonly host: string, readonly port: number } | undefined
     readonly fastifyMetrics: Partial<Omit<IMetricsPluginOptions, 'endpoint'>>
   }
   /** Absent: the embedded backplane. */
@@ -55,6 +57,7 @@ export const defaults = {
   compressionLevel: 1,
   closeTimeout: 5000,
   metricsEndpoint: '/metrics',
+  metricsHost: '127.0.0.1',
   channelPrefix: 'fanout:',
   readinessPath: '/fanout/ready',
   closeOnUnreadBody: true
@@ -196,7 +199,7 @@ function metrics (value: FanoutOptions['metrics']): ResolvedOptions['metrics'] {
   if (value === undefined || value === true) value = {}
   if (value === false) value = { serve: false }
   if (value === null || typeof value !== 'object') {
-    throw new InvalidOptionError('metrics', 'must be true, false or { registry, serve, endpoint, fastifyMetrics }')
+    throw new InvalidOptionError('metrics', 'must be true, false or { registry, serve, endpoint, listen, fastifyMetrics }')
   }
   // Duck-typed: the app may hold its own copy of prom-client.
   if (value.registry !== undefined && typeof value.registry?.registerMetric !== 'function') {
@@ -206,6 +209,18 @@ function metrics (value: FanoutOptions['metrics']): ResolvedOptions['metrics'] {
     registry: value.registry ?? new Registry(),
     serve: value.serve ?? true,
     endpoint: routePath('metrics.endpoint', value.endpoint ?? defaults.metricsEndpoint),
+    listen: metricsListen(value.listen),
     fastifyMetrics: value.fastifyMetrics ?? {}
+  })
+}
+
+function metricsListen (value: MetricsOptions['listen']): ResolvedOptions['metrics']['listen'] {
+  if (value === undefined) return undefined
+  if (value === null || typeof value !== 'object') {
+    throw new InvalidOptionError('metrics.listen', 'must be { port, host? }: an internal address to serve metrics on, e.g. { port: 9091, host: \'127.0.0.1\' }')
+  }
+  return Object.freeze({
+    port: integer('metrics.listen.port', value.port, 1, 65535, 'a TCP port'),
+    host: nonEmptyString('metrics.listen.host', value.host ?? defaults.metricsHost)
   })
 }

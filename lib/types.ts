@@ -21,6 +21,17 @@ export interface CompressionOptions {
   level?: number
 }
 
+/** An internal address for metrics. */
+export interface MetricsListenOptions {
+  /** TCP port, 1-65535. */
+  port: number
+  /**
+   * Address to listen on.
+   * @defaultValue '127.0.0.1'
+   */
+  host?: string
+}
+
 /** Metrics settings. Metrics are always collected; these choose how they are served. */
 export interface MetricsOptions {
   /**
@@ -39,6 +50,15 @@ export interface MetricsOptions {
    * @defaultValue '/metrics'
    */
   endpoint?: string
+  /**
+   * Serve metrics on this internal address instead of the app's port, from a
+   * small HTTP server of their own (at `endpoint`), started when the app is
+   * ready and closed with it. fastify-metrics still measures the app's
+   * routes, but adds no route to the app. Keep the address off the public
+   * network (the default host is loopback).
+   * @defaultValue undefined: on the app's port
+   */
+  listen?: MetricsListenOptions
   /** Further fastify-metrics options (default and route metrics). */
   fastifyMetrics?: Partial<Omit<IMetricsPluginOptions, 'endpoint'>>
 }
