@@ -7,8 +7,8 @@
 // slowloris-target.ts): `baseline`, fastify-fanout with Node's and Fastify's
 // default deadlines and refused bodies read to the end (as before the
 // hardening), and `example`, with example/http-options.ts and the plugin's
-// defaults. ATTACKERS processes, each from its own source address
-// (127.0.0.20, .21, ...), open COUNT connections to each server at RATE per
+// defaults. ATTACKERS processes, each from source addresses of its own
+// (127.0.0.20-29, 30-39, 40-49 by kind), open COUNT connections to each server at RATE per
 // second in all, and never finish them, trickling a byte or a header line
 // every TRICKLE_MS:
 //   upgrade_headers     half of them: a WebSocket upgrade whose headers never end
@@ -16,19 +16,22 @@
 //   post_token_trickle  a quarter: POST /broadcast with a valid broadcast token, an endless body
 // Meanwhile, every PROBE_MS, a legitimate client (a real user token, from
 // 127.0.0.1) connects to each server and must receive a broadcast posted
-// with a real service token. Every WINDOW_S seconds everything stops: a
-// connection still held then counts as held for at least the window.
+// with a real service token. After WINDOW_S seconds the servers report how
+// long they held each attack connection, from accepting it to closing it (one
+// still open counts until then), and everything stops. The attackers' own
+// view, from their TCP connect, is in the JSON too: it adds the time a
+// connection waited in the kernel for the server to accept it.
 // Results: bench/results/slowloris.json and a table on stdout.
 import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { request } from 'node:http'
-import { cpus } from 'node:os'
+import { cpus, loadavg } from 'node:os'
 import { createSigner } from 'fast-jwt'
 import { WebSocket } from 'ws'
 import { ask, sleep, spawn } from './harness.js'
-import type { AttackConfig, AttackKind, KindReport } from './loadgen/slowloris.js'
+import { ATTACK_KINDS, sourceAddress, type AttackConfig, type AttackKind, type KindReport } from './loadgen/slowloris.js'
 
 const COUNT = Number(process.env.COUNT ?? 20_000) // per server
 const RATE = Number(process.env.RATE ?? 1000) // new connections per second per server
@@ -71,11 +74,11 @@ const started = Date.now()
 const attackReports = attackers.map(async (attacker, i) => {
   const config: AttackConfig = {
     targets: PROFILES.map((name) => ({ name, port: serverOf(name).port })),
-    localAddress: `127.0.0.${20 + i}`,
+    attacker: i,
     counts: { upgrade_headers: share(perKind.upgrade_headers, i), post_no_token: share(perKind.post_no_token, i), post_token_trickle: share(perKind.post_token_trickle, i) },
     rate: RATE / ATTACKERS,
     trickleMs: TRICKLE_MS,
-    windowMs: WINDOW_S * 1000,
+    windowMs: WINDOW_S * 1000 + 2000, // the servers report first
     serviceToken: attackerToken
   }
   const report = once(attacker, 'message') as Promise<[{ reports: Record<Profile, Record<AttackKind, KindReport>> }]>
@@ -150,12 +153,20 @@ async function probeAll (): Promise<void> {
 }
 
 process.stderr.write(`attacking ${PROFILES.join(' and ')} for ${WINDOW_S} s: ${COUNT} connections each at ${RATE}/s from ${ATTACKERS} processes\n`)
-const [reports] = await Promise.all([Promise.all(attackReports), sampleFiles(), probeAll()])
+const loadBefore = loadavg()
+const serverSide = sleep(WINDOW_S * 1000 - (Date.now() - started)).then(async () => {
+  const entries = await Promise.all(PROFILES.map(async (profile) => [profile, (await ask<{ held: Record<AttackKind, unknown> }>(serverOf(profile).child, { cmd: 'held' })).held] as const))
+  return Object.fromEntries(entries) as Record<Profile, Record<AttackKind, unknown>>
+})
+await Promise.all([sampleFiles(), probeAll()])
+const held = await serverSide
+const loadAfter = loadavg()
+const reports = await Promise.all(attackReports)
 
 // ---- results ----
 const quantile = (sorted: number[], q: number): number | null => sorted.length === 0 ? null : Math.round((sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))] as number) / 100) / 10
 const results = PROFILES.map((profile) => {
-  const kinds = Object.fromEntries((Object.keys(perKind) as AttackKind[]).map((kind) => {
+  const attackerView = Object.fromEntries(ATTACK_KINDS.map((kind) => {
     const merged: KindReport = { attempted: 0, connected: 0, failed_to_connect: 0, closed_by_server: 0, held_to_window_end: 0, answers: {}, held_ms: [] }
     for (const report of reports) {
       const part = report[profile][kind]
@@ -176,7 +187,10 @@ const results = PROFILES.map((profile) => {
   return {
     server: profile,
     description: DESCRIPTION[profile],
-    attacks: kinds,
+    // How long the server held each attack connection (accept to close).
+    held_by_server: held[profile],
+    // What the attackers saw, from their TCP connect (kernel queueing included).
+    attacker_view: attackerView,
     server_open_files: {
       peak: Math.max(0, ...counted.map((count) => count ?? 0)),
       // Samples where the server could not even open /proc/self/fd: at its limit.
@@ -202,17 +216,20 @@ const limit = /Max open files\s+(\d+)/.exec(readFileSync('/proc/self/limits', 'u
 const output = {
   benchmark: 'slow requests (slowloris): unfinished upgrades and endless bodies, with and without the hardening',
   command: 'npm run bench:slowloris',
-  machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version, open_files_per_process: Number(limit) },
-  attack: { connections_per_server: COUNT, rate_per_s_per_server: RATE, attacker_processes: ATTACKERS, source_addresses: attackers.map((_, i) => `127.0.0.${20 + i}`), per_kind: perKind, trickle_ms: TRICKLE_MS, window_s: WINDOW_S, probe_every_ms: PROBE_MS },
+  machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version, open_files_per_process: Number(limit), load_average_1m_before: loadBefore[0], load_average_1m_after: loadAfter[0] },
+  attack: { connections_per_server: COUNT, rate_per_s_per_server: RATE, attacker_processes: ATTACKERS, source_addresses: Object.fromEntries(ATTACK_KINDS.map((kind) => [kind, attackers.map((_, i) => sourceAddress(kind, i))])), per_kind: perKind, trickle_ms: TRICKLE_MS, window_s: WINDOW_S, probe_every_ms: PROBE_MS },
   results
 }
 await writeFile(new URL('./results/slowloris.json', import.meta.url), JSON.stringify(output, null, 2) + '\n')
 
-const rows = ['| server | attack | held p50 | held p90 | held max | still held at end | answers | peak open files | legit client received |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+const rows = ['| server | attack | held p50 | held p90 | held max | still held at the end | answers | peak open files | legitimate client got the broadcast |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- |']
+const sec = (value: number | null | undefined): string => value === null || value === undefined ? '-' : `${value} s`
 for (const result of results) {
-  for (const [kind, k] of Object.entries(result.attacks) as Array<[string, { held_s: Record<string, number | null>, held_to_window_end: number, connected: number, answers: Record<string, number> }]>) {
-    const s = (value: number | null | undefined): string => value === null || value === undefined ? '-' : `${value} s`
-    rows.push(`| ${result.server} | ${kind} | ${s(k.held_s.p50)} | ${s(k.held_s.p90)} | ${s(k.held_s.max)} | ${k.held_to_window_end} of ${k.connected} | ${Object.entries(k.answers).map(([a, c]) => `${a}: ${c}`).join(', ')} | ${result.server_open_files.samples_out_of_files > 0 ? `out of files in ${result.server_open_files.samples_out_of_files} samples` : result.server_open_files.peak} | ${result.legitimate_client.received} of ${result.legitimate_client.probes} |`)
+  for (const kind of ATTACK_KINDS) {
+    const server = result.held_by_server[kind] as { accepted: number, still_open: number, held_s: Record<string, number | null> }
+    const seen = result.attacker_view[kind] as { answers: Record<string, number> }
+    const files = result.server_open_files
+    rows.push(`| ${result.server} | ${kind} | ${sec(server.held_s.p50)} | ${sec(server.held_s.p90)} | ${sec(server.held_s.max)} | ${server.still_open} of ${server.accepted} | ${Object.entries(seen.answers).map(([a, c]) => `${a}: ${c}`).join(', ')} | ${files.samples_out_of_files > 0 ? `out of files in ${files.samples_out_of_files} samples` : files.peak} | ${result.legitimate_client.received} of ${result.legitimate_client.probes} |`)
   }
 }
 process.stdout.write(rows.join('\n') + '\n')

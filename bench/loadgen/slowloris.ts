@@ -1,5 +1,5 @@
-// One slow-request attacker process (bench/slowloris.ts): from one source
-// address (127.0.0.x), opens connections at a fixed rate to each target and
+// One slow-request attacker process (bench/slowloris.ts): from source
+// addresses of its own (127.0.0.x, one per kind of attack), opens connections at a fixed rate to each target and
 // never finishes their requests, trickling a few bytes now and then; records
 // how long the server holds each one and what it answered. Everything stops
 // at the end of the window: sockets still held then are counted as held for
@@ -8,9 +8,17 @@ import { connect, type Socket } from 'node:net'
 
 export type AttackKind = 'upgrade_headers' | 'post_no_token' | 'post_token_trickle'
 
+export const ATTACK_KINDS: AttackKind[] = ['upgrade_headers', 'post_no_token', 'post_token_trickle']
+
+/** Kind k from attacker i comes from 127.0.0.<20 + 10k + i>: the server tells kinds apart by address. */
+export function sourceAddress (kind: AttackKind, attacker: number): string {
+  return `127.0.0.${20 + 10 * ATTACK_KINDS.indexOf(kind) + attacker}`
+}
+
 export interface AttackConfig {
   targets: Array<{ name: string, port: number }>
-  localAddress: string
+  /** this attacker's number, 0-9 */
+  attacker: number
   /** connections per kind per target */
   counts: Record<AttackKind, number>
   /** new connections per second per target */
@@ -67,7 +75,7 @@ function emptyReport (): KindReport {
 function launch (config: AttackConfig, target: { name: string, port: number }, kind: AttackKind): void {
   const report = (reports.get(target.name) as Record<AttackKind, KindReport>)[kind]
   report.attempted++
-  const socket = connect({ host: '127.0.0.1', port: target.port, localAddress: config.localAddress })
+  const socket = connect({ host: '127.0.0.1', port: target.port, localAddress: sourceAddress(kind, config.attacker) })
   const attack: Attack = { kind, report, socket, openedAt: 0, done: false }
   let connected = false
   socket.setEncoding('latin1')
