@@ -5,7 +5,7 @@ import t from 'tap'
 import Fastify from 'fastify'
 import fastifyMetricsModule from 'fastify-metrics'
 import { Gauge, Registry } from 'prom-client'
-import fanout from '../lib/index.js'
+import fanout, { type MetricsListenOptions } from '../lib/index.js'
 import { broadcast, build, connect, messages, sample, SECRET, token, until } from './helpers.js'
 
 t.test('metrics after known traffic', async (t) => {
@@ -145,6 +145,12 @@ t.test('metrics.listen answers 500 (and logs) when collecting fails', async (t) 
 })
 
 t.test('bad metrics.listen options say what to fix', async (t) => {
+  // Types: a port is required, the host is optional.
+  const listen: MetricsListenOptions = { port: 9091 }
+  // @ts-expect-error metrics.listen needs a port
+  const portless: MetricsListenOptions = { host: '127.0.0.1' }
+  t.ok(listen !== undefined && portless !== undefined)
+
   for (const [listen, message] of [
     [9091, /`metrics.listen` must be \{ port, host\? \}/],
     [{ port: 0 }, /`metrics.listen.port` must be an integer number of a TCP port from 1 to 65535, got 0/],
