@@ -1,7 +1,7 @@
 // One worker per core, all on one port, joined through Redis:
 //   REDIS_URL=redis://127.0.0.1:6379 npm run start:cluster
-// Each worker runs example/server.ts (same environment variables); WORKERS
-// overrides the number of workers. SIGTERM or SIGINT closes every worker
+// Each worker runs example/server.ts (same environment variables, worker n
+// serving metrics on METRICS_PORT + n); WORKERS overrides the number of workers. SIGTERM or SIGINT closes every worker
 // gracefully (clients get 1001), then the primary exits.
 import cluster from 'node:cluster'
 import { randomBytes } from 'node:crypto'
@@ -20,14 +20,21 @@ if (cluster.isPrimary) {
     env.FANOUT_EXAMPLE_DEV = '1'
   }
   let stopping = false
-  for (let i = 0; i < workers; i++) cluster.fork(env)
+  // Each worker keeps its index across restarts: it picks its metrics port.
+  const indexOf = new Map<number, number>()
+  const start = (index: number): void => {
+    indexOf.set(cluster.fork({ ...env, FANOUT_WORKER_INDEX: String(index) }).id, index)
+  }
+  for (let i = 0; i < workers; i++) start(i)
   cluster.on('exit', (worker, code, signal) => {
+    const index = indexOf.get(worker.id) as number
+    indexOf.delete(worker.id)
     if (stopping) {
       if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0)
       return
     }
     process.stderr.write(`worker ${worker.process.pid} died (${signal ?? code}); starting another\n`)
-    cluster.fork(env)
+    start(index)
   })
   for (const signal of ['SIGTERM', 'SIGINT'] as const) {
     process.once(signal, () => {

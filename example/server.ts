@@ -9,12 +9,16 @@
 //                    (default: same origin only)
 //   REDIS_URL        join every instance on this Redis (default: embedded
 //                    backplane, this process only)
+//   METRICS_PORT     internal port serving /metrics (default 9091; under
+//                    example/cluster.ts worker n uses METRICS_PORT + n)
+//   METRICS_HOST     address of the metrics port (default 127.0.0.1)
 import cluster from 'node:cluster'
 import { randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
-import Fastify from 'fastify'
+import Fastify, { type FastifyRequest } from 'fastify'
 import fastifyJwt from '@fastify/jwt'
 import fanout from '../lib/index.js'
+import { publicServerOptions } from './http-options.js'
 
 const port = Number(process.env.PORT ?? 3000)
 const host = process.env.HOST ?? '127.0.0.1'
@@ -23,13 +27,18 @@ const host = process.env.HOST ?? '127.0.0.1'
 const development = process.env.JWT_SECRET === undefined || process.env.JWT_SECRET === '' || process.env.FANOUT_EXAMPLE_DEV === '1'
 const secret = process.env.JWT_SECRET !== undefined && process.env.JWT_SECRET !== '' ? process.env.JWT_SECRET : randomBytes(32).toString('base64url')
 const redis = process.env.REDIS_URL !== undefined && process.env.REDIS_URL !== '' ? process.env.REDIS_URL : undefined
+// Workers of example/cluster.ts are numbered from 0; each needs a metrics
+// port of its own (a shared one would answer from whichever worker).
+const workerIndex = Number(process.env.FANOUT_WORKER_INDEX ?? 0)
+const metricsListen = { port: Number(process.env.METRICS_PORT ?? 9091) + workerIndex, host: process.env.METRICS_HOST ?? '127.0.0.1' }
 // One banner per machine: in a cluster only the first worker prints it.
-const printBanner = !cluster.isWorker || cluster.worker?.id === 1
+const printBanner = !cluster.isWorker || workerIndex === 0
 const allowedOrigins = process.env.ALLOWED_ORIGINS?.split(',').map((origin) => origin.trim()).filter((origin) => origin !== '')
 
-const app = Fastify({ logger: { level: process.env.LOG_LEVEL ?? 'info' } })
+// Header, request and keep-alive deadlines for a server on the internet (see http-options.ts).
+const app = Fastify({ ...publicServerOptions, logger: { level: process.env.LOG_LEVEL ?? 'info' } })
 
-await app.register(fanout, { jwt: { secret }, allowedOrigins, redis })
+await app.register(fanout, { jwt: { secret }, allowedOrigins, redis, metrics: { listen: metricsListen } })
 
 // The app's own @fastify/jwt, only to sign the development tokens printed below.
 await app.register(fastifyJwt, { secret })
@@ -37,21 +46,39 @@ const userToken = development ? app.jwt.sign({ sub: 'demo-user' }, { expiresIn: 
 const serviceToken = development ? app.jwt.sign({ sub: 'demo-service', scope: 'broadcast' }, { expiresIn: '12h' }) : ''
 
 const page = await readFile(new URL('./page.html', import.meta.url), 'utf8')
-app.get('/', async (_request, reply) => {
-  // In development the page gets ready tokens; otherwise it asks for one.
-  const html = page.replace('"__FANOUT_CONFIG__"', JSON.stringify({ userToken, serviceToken }).replace(/</g, '\\u003c'))
+app.get('/', async (request, reply) => {
+  // In development, a page asked for from this machine by a loopback name
+  // gets a ready user token; any other page asks for one. The service token
+  // never goes into the page: its Broadcast button goes through /demo/broadcast.
+  const config = development && fromThisMachine(request) ? { userToken, demo: true } : {}
+  const html = page.replace('"__FANOUT_CONFIG__"', JSON.stringify(config).replace(/</g, '\\u003c'))
   return await reply.type('text/html; charset=utf-8').send(html)
 })
+
+if (development) {
+  // The page's Broadcast button, for development only: the server
+  // broadcasts itself, so the page needs no broadcast token.
+  app.post<{ Body: { text: string } }>('/demo/broadcast', {
+    onRequest: async (request, reply) => {
+      const origin = request.headers.origin
+      if (!fromThisMachine(request) || (origin !== undefined && hostOf(origin) !== request.headers.host)) {
+        return await reply.code(403).send({ statusCode: 403, error: 'Forbidden', message: 'the demo broadcast answers pages of this machine only' })
+      }
+    },
+    schema: { body: { type: 'object', required: ['text'], additionalProperties: false, properties: { text: { type: 'string', maxLength: 1000 } } } }
+  }, async (request, reply) => await reply.code(202).send(await app.fanout.broadcast({ text: request.body.text })))
+}
 
 await app.listen({ port, host })
 const { port: actualPort } = app.server.address() as { port: number }
 const base = `http://${host.includes(':') ? `[${host}]` : host}:${actualPort}`
 
 if (printBanner) {
-  process.stdout.write(`\nfastify-fanout example listening on ${base}\n`)
+  process.stdout.write(`\nfastify-fanout example listening on ${base} (pid ${process.pid})\n`)
   process.stdout.write(`  backplane: ${redis === undefined ? 'embedded (this process only)' : `Redis at ${redis.replace(/\/\/[^@]*@/, '//')}`}\n`)
   process.stdout.write(`  open ${base}/ in a browser to watch messages arrive\n`)
-  process.stdout.write(`  WebSocket endpoint ${base.replace('http', 'ws')}/ws, metrics ${base}/metrics\n`)
+  process.stdout.write(`  WebSocket endpoint ${base.replace('http', 'ws')}/ws\n`)
+  process.stdout.write(`  metrics (internal) http://${metricsListen.host.includes(':') ? `[${metricsListen.host}]` : metricsListen.host}:${metricsListen.port}/metrics${cluster.isWorker ? ', one port per worker from there' : ''}\n`)
 }
 if (development && printBanner) {
   process.stdout.write('\nJWT_SECRET is not set: using a random development secret. Tokens valid for 12 hours:\n')
@@ -70,4 +97,32 @@ for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       process.exit(1)
     })
   })
+}
+
+// A development page and its tokens are for this machine only. The Host
+// header guards against DNS rebinding (a hostile site pointing its own name
+// at 127.0.0.1 sends its name as Host); the peer address against other
+// machines that would simply send `Host: localhost`.
+function fromThisMachine (request: FastifyRequest): boolean {
+  return isLoopbackHost(request.headers.host) && isLoopbackAddress(request.socket.remoteAddress)
+}
+
+function isLoopbackHost (header: string | undefined): boolean {
+  if (header === undefined) return false
+  const match = /^(\[::1\]|[^:[\]]+)(?::\d{1,5})?$/.exec(header)
+  if (match === null) return false
+  const name = (match[1] as string).toLowerCase()
+  return name === 'localhost' || name === '[::1]' || /^127(?:\.\d{1,3}){3}$/.test(name)
+}
+
+function isLoopbackAddress (address: string | undefined): boolean {
+  return address !== undefined && (address === '::1' || /^(?:::ffff:)?127\./.test(address))
+}
+
+function hostOf (origin: string): string | undefined {
+  try {
+    return new URL(origin).host
+  } catch {
+    return undefined
+  }
 }

@@ -18,10 +18,12 @@ import { Fanout } from './fanout.js'
 import { Flusher } from './flusher.js'
 import { Housekeeping } from './housekeeping.js'
 import { FanoutMetrics, metricsPluginOptions } from './metrics.js'
+import { registerMetricsServer } from './metrics-server.js'
 import { resolveOptions, type ResolvedOptions } from './options.js'
 import { Registry } from './registry.js'
 import { closeAll, closeClients } from './shutdown.js'
 import { WS_CLOSES } from './close-codes.js'
+import { closeOnUnreadBody } from './unread-body.js'
 import type { FanoutOptions } from './types.js'
 
 // Connections written per event-loop turn: about 10 ms of socket writes, so
@@ -71,8 +73,14 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
     }
   })
   if (options.metrics.serve) await fastify.register(fastifyMetrics, metricsPluginOptions(options.metrics))
+  if (options.metrics.listen !== undefined) {
+    registerMetricsServer(fastify, options.metrics.registry, { ...options.metrics.listen, path: options.metrics.endpoint })
+  }
 
   fastify.decorate('fanout', createDecorator(registry, engine, metrics, () => backplane.up))
+  // On the instance we are registered on, so 404s and the app's own refusals
+  // close too, not only ours (see unread-body.ts).
+  if (options.closeOnUnreadBody) fastify.addHook('onSend', closeOnUnreadBody)
 
   // Our routes and our @fastify/jwt live in their own encapsulated context so
   // that they never clash with the app's own JWT setup or hooks.
@@ -106,7 +114,7 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
     })
     if (options.broadcastPath !== false) registerBroadcastRoute(scope, options, engine)
     if (options.readinessPath !== false) {
-      registerReadinessRoute(scope, options.readinessPath, () => ({ closing, backplaneUp: backplane.up, connections: registry.size }))
+      registerReadinessRoute(scope, options.readinessPath, () => ({ closing, backplaneUp: backplane.up }))
     }
   })
 
@@ -154,5 +162,6 @@ export default plugin
 export { plugin as fanout }
 export { CloseCode } from './close-codes.js'
 export { SUBPROTOCOL, TOKEN_PROTOCOL_PREFIX } from './auth.js'
+export { closeOnUnreadBody } from './unread-body.js'
 export * as errors from './errors.js'
 export type * from './types.js'

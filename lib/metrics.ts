@@ -110,7 +110,8 @@ export function metricsPluginOptions (metrics: ResolvedOptions['metrics']): Part
   // one, so two Fastify instances in one process do not collide.
   return {
     ...extra,
-    endpoint: metrics.endpoint,
+    // With an internal listener the app's port serves no metrics at all.
+    endpoint: metrics.listen === undefined ? metrics.endpoint : null,
     defaultMetrics: { enabled: true, ...extra.defaultMetrics, register: registry },
     routeMetrics: {
       enabled: true,

@@ -5,7 +5,7 @@ import type { IMetricsPluginOptions } from 'fastify-metrics'
 import { InvalidOptionError } from './errors.js'
 import { parseOriginPolicy, type OriginPolicy } from './origin.js'
 import type { RedisSetting } from './backplane/redis.js'
-import type { BackplaneGapPolicy, FanoutOptions, SlowConsumerPolicy } from './types.js'
+import type { BackplaneGapPolicy, FanoutOptions, MetricsOptions, SlowConsumerPolicy } from './types.js'
 
 /** Options after defaults and validation: every field present, frozen. */
 export interface ResolvedOptions {
@@ -32,6 +32,8 @@ export interface ResolvedOptions {
     readonly registry: Registry
     readonly serve: boolean
     readonly endpoint: string
+    /** Absent: served on the app's own port (when `serve`). */
+    readonly listen: { readonly host: string, readonly port: number } | undefined
     readonly fastifyMetrics: Partial<Omit<IMetricsPluginOptions, 'endpoint'>>
   }
   /** Absent: the embedded backplane. */
@@ -39,6 +41,7 @@ export interface ResolvedOptions {
   readonly channelPrefix: string
   readonly backplaneGap: BackplaneGapPolicy
   readonly readinessPath: string | false
+  readonly closeOnUnreadBody: boolean
 }
 
 export const defaults = {
@@ -65,9 +68,11 @@ export const defaults = {
   compressionLevel: 1,
   closeTimeout: 5000,
   metricsEndpoint: '/metrics',
+  metricsHost: '127.0.0.1',
   channelPrefix: 'fanout:',
   backplaneGap: 'close',
-  readinessPath: '/fanout/ready'
+  readinessPath: '/fanout/ready',
+  closeOnUnreadBody: true
 } as const
 
 export function resolveOptions (options: FanoutOptions): ResolvedOptions {
@@ -125,7 +130,8 @@ export function resolveOptions (options: FanoutOptions): ResolvedOptions {
     backplaneGap,
     readinessPath: options.readinessPath === false
       ? false
-      : routePath('readinessPath', options.readinessPath ?? defaults.readinessPath)
+      : routePath('readinessPath', options.readinessPath ?? defaults.readinessPath),
+    closeOnUnreadBody: boolean('closeOnUnreadBody', options.closeOnUnreadBody ?? defaults.closeOnUnreadBody)
   })
 }
 
@@ -150,6 +156,11 @@ function routePath (name: string, value: unknown): string {
   if (typeof value !== 'string' || !value.startsWith('/')) {
     throw new InvalidOptionError(name, `must be a path starting with '/', got ${JSON.stringify(value)}`)
   }
+  return value
+}
+
+function boolean (name: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw new InvalidOptionError(name, `must be true or false, got ${JSON.stringify(value)}`)
   return value
 }
 
@@ -220,7 +231,7 @@ function metrics (value: FanoutOptions['metrics']): ResolvedOptions['metrics'] {
   if (value === undefined || value === true) value = {}
   if (value === false) value = { serve: false }
   if (value === null || typeof value !== 'object') {
-    throw new InvalidOptionError('metrics', 'must be true, false or { registry, serve, endpoint, fastifyMetrics }')
+    throw new InvalidOptionError('metrics', 'must be true, false or { registry, serve, endpoint, listen, fastifyMetrics }')
   }
   // Duck-typed: the app may hold its own copy of prom-client.
   if (value.registry !== undefined && typeof value.registry?.registerMetric !== 'function') {
@@ -230,6 +241,18 @@ function metrics (value: FanoutOptions['metrics']): ResolvedOptions['metrics'] {
     registry: value.registry ?? new Registry(),
     serve: value.serve ?? true,
     endpoint: routePath('metrics.endpoint', value.endpoint ?? defaults.metricsEndpoint),
+    listen: metricsListen(value.listen),
     fastifyMetrics: value.fastifyMetrics ?? {}
+  })
+}
+
+function metricsListen (value: MetricsOptions['listen']): ResolvedOptions['metrics']['listen'] {
+  if (value === undefined) return undefined
+  if (value === null || typeof value !== 'object') {
+    throw new InvalidOptionError('metrics.listen', 'must be { port, host? }: an internal address to serve metrics on, e.g. { port: 9091, host: \'127.0.0.1\' }')
+  }
+  return Object.freeze({
+    port: integer('metrics.listen.port', value.port, 1, 65535, 'a TCP port'),
+    host: nonEmptyString('metrics.listen.host', value.host ?? defaults.metricsHost)
   })
 }

@@ -46,6 +46,17 @@ export interface CompressionOptions {
   level?: number
 }
 
+/** An internal address for metrics. */
+export interface MetricsListenOptions {
+  /** TCP port, 1-65535. */
+  port: number
+  /**
+   * Address to listen on.
+   * @defaultValue '127.0.0.1'
+   */
+  host?: string
+}
+
 /** Metrics settings. Metrics are always collected; these choose how they are served. */
 export interface MetricsOptions {
   /**
@@ -64,6 +75,15 @@ export interface MetricsOptions {
    * @defaultValue '/metrics'
    */
   endpoint?: string
+  /**
+   * Serve metrics on this internal address instead of the app's port, from a
+   * small HTTP server of their own (at `endpoint`), started when the app is
+   * ready and closed with it. fastify-metrics still measures the app's
+   * routes, but adds no route to the app. Keep the address off the public
+   * network (the default host is loopback).
+   * @defaultValue undefined: on the app's port
+   */
+  listen?: MetricsListenOptions
   /** Further fastify-metrics options (default and route metrics). */
   fastifyMetrics?: Partial<Omit<IMetricsPluginOptions, 'endpoint'>>
 }
@@ -201,6 +221,17 @@ export interface FanoutOptions {
    * @defaultValue '/fanout/ready'
    */
   readinessPath?: string | false
+  /**
+   * Answer with `Connection: close` when a response goes out while its request
+   * body is still unread and the response is an error (a 401 from `onRequest`,
+   * a 404) or nobody reads the body, so that Node does not read and discard a
+   * refused body for as long as the client sends it. Added as an `onSend` hook
+   * on the instance fastify-fanout is registered on: at the root it covers every
+   * route and 404s. `false` leaves Node's behaviour (keep the connection, read
+   * the rest of the body).
+   * @defaultValue true
+   */
+  closeOnUnreadBody?: boolean
 }
 
 /** Who a broadcast goes to. */

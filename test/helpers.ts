@@ -156,6 +156,8 @@ export function sample (text: string, name: string, labels = ''): number | undef
 export interface RunningExample {
   child: ChildProcess
   output: string
+  /** The server's own pid, as it printed it (not the child's when `command` runs it through npm). */
+  pid: number
   base: string
   userToken: string
   serviceToken: string
@@ -164,9 +166,12 @@ export interface RunningExample {
 /**
  * Runs an example script (in development mode, no JWT_SECRET) in a child
  * process until it has printed its banner; killed when the test ends.
+ * `command` runs it another way instead, e.g. `['npm', 'run', 'start']`.
  */
-export async function runExample (t: Test, script: string, env: Record<string, string>): Promise<RunningExample> {
-  const child = spawn(process.execPath, ['--import', 'tsx', fileURLToPath(new URL(script, import.meta.url))], {
+export async function runExample (t: Test, script: string, env: Record<string, string>, command?: [string, ...string[]]): Promise<RunningExample> {
+  const [file, ...args] = command ?? [process.execPath, '--import', 'tsx', fileURLToPath(new URL(script, import.meta.url))]
+  const child = spawn(file, args, {
+    cwd: fileURLToPath(new URL('..', import.meta.url)),
     env: { ...process.env, HOST: '127.0.0.1', JWT_SECRET: '', LOG_LEVEL: 'warn', ...env },
     stdio: ['ignore', 'pipe', 'inherit']
   })
@@ -189,6 +194,7 @@ export async function runExample (t: Test, script: string, env: Record<string, s
   return {
     child,
     output,
+    pid: Number(printed(/\(pid (\d+)\)/)),
     base: printed(/listening on (http:\/\/\S+)/),
     userToken: printed(/user token: +(\S+)/),
     serviceToken: printed(/service token: +(\S+)/)

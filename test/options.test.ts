@@ -76,7 +76,7 @@ t.test('the readiness route on the embedded backplane, and turned off', async (t
   const { url } = await build(t)
   const ready = await fetch(`${url}/fanout/ready`)
   t.equal(ready.status, 200)
-  t.same(await ready.json(), { ready: true, backplane: 'up', connections: 0 })
+  t.same(await ready.json(), { ready: true, backplane: 'up' }, 'no connection count on the public port')
   const off = await build(t, { readinessPath: false })
   t.equal((await fetch(`${off.url}/fanout/ready`)).status, 404)
 })
