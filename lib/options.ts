@@ -9,7 +9,10 @@ import type { FanoutOptions, SlowConsumerPolicy } from './types.js'
 
 /** Options after defaults and validation: every field present, frozen. */
 export interface ResolvedOptions {
+  /** The app's @fastify/jwt options, `verify.clockTolerance` set. */
   readonly jwt: FastifyJWTOptions
+  /** Milliseconds by which `exp` and `nbf` may be off (the clocks of issuer and server differ). */
+  readonly clockTolerance: number
   readonly path: string
   readonly broadcastPath: string | false
   readonly userClaim: string
@@ -55,17 +58,59 @@ export const defaults = {
   closeTimeout: 5000,
   metricsEndpoint: '/metrics',
   channelPrefix: 'fanout:',
-  readinessPath: '/fanout/ready'
+  readinessPath: '/fanout/ready',
+  clockTolerance: 2000
 } as const
+
+// Every top-level option, in one place: any other name is refused at register
+// time (a typo such as `maxConnection` would otherwise be silently ignored).
+// Typed against FanoutOptions, so an option added there fails to compile
+// until it is listed here too.
+const optionNames: Record<keyof FanoutOptions, true> = {
+  jwt: true,
+  path: true,
+  broadcastPath: true,
+  userClaim: true,
+  scopeClaim: true,
+  broadcastScope: true,
+  allowedOrigins: true,
+  maxConnections: true,
+  maxConnectionsPerUser: true,
+  maxPayload: true,
+  bodyLimit: true,
+  maxBufferedBytes: true,
+  slowConsumer: true,
+  heartbeatInterval: true,
+  compression: true,
+  closeTimeout: true,
+  metrics: true,
+  redis: true,
+  channelPrefix: true,
+  readinessPath: true
+}
+export const OPTION_NAMES: readonly string[] = Object.freeze(Object.keys(optionNames))
 
 export function resolveOptions (options: FanoutOptions): ResolvedOptions {
   if (options === null || typeof options !== 'object') {
     throw new InvalidOptionError('options', 'must be an object with at least `jwt: { secret }`')
   }
+  for (const name of Object.keys(options)) {
+    if (!OPTION_NAMES.includes(name)) {
+      const suggestion = closestName(name, OPTION_NAMES)
+      const hint = suggestion === undefined ? `the options are ${OPTION_NAMES.join(', ')}` : `did you mean \`${suggestion}\`?`
+      throw new InvalidOptionError(name, `is unknown; ${hint}`)
+    }
+  }
   const jwt = options.jwt
   if (jwt === null || typeof jwt !== 'object' || jwt.secret === undefined || jwt.secret === null || jwt.secret === '') {
     throw new InvalidOptionError('jwt', 'must be @fastify/jwt options with a `secret` (e.g. `jwt: { secret: process.env.JWT_SECRET }`)')
   }
+  if (jwt.verify !== undefined && (jwt.verify === null || typeof jwt.verify !== 'object')) {
+    throw new InvalidOptionError('jwt.verify', 'must be an object of fast-jwt verifier options (e.g. `{ algorithms: [\'HS256\'] }`)')
+  }
+  // A small default tolerance: a token issued by a server whose clock runs a
+  // second ahead is not "not yet valid" here.
+  const clockTolerance = integer('jwt.verify.clockTolerance', jwt.verify?.clockTolerance ?? defaults.clockTolerance, 0, 2 ** 31 - 1, 'milliseconds')
 
   const path = routePath('path', options.path ?? defaults.path)
   const broadcastPath = options.broadcastPath === false
@@ -84,7 +129,8 @@ export function resolveOptions (options: FanoutOptions): ResolvedOptions {
   if (heartbeatInterval !== 0) integer('heartbeatInterval', heartbeatInterval, 10, 2 ** 31 - 1, 'milliseconds (or 0 to turn heartbeats off)')
 
   return Object.freeze({
-    jwt,
+    jwt: { ...jwt, verify: { ...jwt.verify, clockTolerance } },
+    clockTolerance,
     path,
     broadcastPath,
     userClaim: nonEmptyString('userClaim', options.userClaim ?? defaults.userClaim),
@@ -200,4 +246,31 @@ function metrics (value: FanoutOptions['metrics']): ResolvedOptions['metrics'] {
     endpoint: routePath('metrics.endpoint', value.endpoint ?? defaults.metricsEndpoint),
     fastifyMetrics: value.fastifyMetrics ?? {}
   })
+}
+
+// The known name closest to a misspelt one (at most a few edits away), for the error message.
+function closestName (name: string, known: readonly string[]): string | undefined {
+  let best: string | undefined
+  let bestDistance = Math.min(3, Math.floor(name.length / 2))
+  for (const candidate of known) {
+    const distance = candidate.toLowerCase() === name.toLowerCase() ? 0 : editDistance(name, candidate)
+    if (distance <= bestDistance) {
+      best = candidate
+      bestDistance = distance
+    }
+  }
+  return best
+}
+
+// Levenshtein distance, one row at a time.
+function editDistance (a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    previous = current
+  }
+  return previous[b.length]
 }
