@@ -107,24 +107,3 @@ export function hasScope (claims: TokenClaims, claim: string, scope: string): bo
   if (Array.isArray(value)) return value.includes(scope)
   return false
 }
-
-/**
- * The request log serializer for our routes: Fastify's default fields, with
- * the `token` query parameter replaced so that tokens never reach the logs.
- */
-export function serializeRequestWithoutToken (request: FastifyRequest): Record<string, unknown> {
-  return {
-    method: request.method,
-    url: redactToken(request.url),
-    version: request.headers['accept-version'],
-    host: request.host,
-    remoteAddress: request.ip,
-    remotePort: request.socket?.remotePort
-  }
-}
-
-export function redactToken (url: string): string {
-  const query = url.indexOf('?')
-  if (query === -1) return url
-  return url.slice(0, query) + url.slice(query).replace(/([?&]token=)[^&#]*/g, '$1[redacted]')
-}

@@ -3,6 +3,7 @@ import { hasScope, verifyRequest } from './auth.js'
 import { BackplaneDownError, InvalidBroadcastError, ScopeForbiddenError } from './errors.js'
 import type { Fanout } from './fanout.js'
 import type { ResolvedOptions } from './options.js'
+import { serializers } from './redact.js'
 
 /** Body of `POST /broadcast`. */
 export interface BroadcastBody {
@@ -52,6 +53,7 @@ export function registerBroadcastRoute (scope: FastifyInstance, options: Resolve
     method: 'POST',
     url: options.broadcastPath as string,
     bodyLimit: options.bodyLimit,
+    logSerializers: serializers, // a token sent in the query string by mistake stays out of the logs
     onRequest: authorize,
     schema: { body: broadcastBodySchema, response: { 202: resultSchema } }, // 503 bodies go out as built
     attachValidation: true,

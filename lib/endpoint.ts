@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
-import { serializeRequestWithoutToken, userIdOf, verifyRequest } from './auth.js'
+import { userIdOf, verifyRequest } from './auth.js'
 import { CloseCode } from './close-codes.js'
 import { Connection, type ConnectionContext } from './connection.js'
 import {
@@ -9,6 +9,7 @@ import {
 } from './errors.js'
 import type { FanoutMetrics, RejectReason } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
+import { serializers } from './redact.js'
 import type { Registry } from './registry.js'
 import type { TokenClaims } from './types.js'
 
@@ -103,7 +104,7 @@ export function registerEndpoint (scope: FastifyInstance, context: EndpointConte
     method: 'GET',
     url: options.path,
     websocket: true,
-    logSerializers: { req: serializeRequestWithoutToken },
+    logSerializers: serializers, // tokens in the query string never reach the logs
     onRequest: admit,
     handler: onConnection as unknown as (request: FastifyRequest, reply: FastifyReply) => void
   })

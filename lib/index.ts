@@ -145,5 +145,6 @@ export default plugin
 export { plugin as fanout }
 export { CloseCode } from './close-codes.js'
 export { SUBPROTOCOL, TOKEN_PROTOCOL_PREFIX } from './auth.js'
+export { serializers, logHooks } from './redact.js'
 export * as errors from './errors.js'
 export type * from './types.js'
