@@ -1,10 +1,10 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
-import { userIdOf, verifyRequest } from './auth.js'
+import { invalidToken, userIdOf, verifyRequest } from './auth.js'
 import { CloseCode } from './close-codes.js'
 import { Connection, type ConnectionContext } from './connection.js'
 import {
-  OriginForbiddenError, ShuttingDownError, TokenInvalidError, TooManyConnectionsError,
+  OriginForbiddenError, ShuttingDownError, TooManyConnectionsError,
   TooManyUserConnectionsError, UpgradeRequiredError
 } from './errors.js'
 import type { FanoutMetrics, RejectReason } from './metrics.js'
@@ -67,11 +67,9 @@ export function registerEndpoint (scope: FastifyInstance, context: EndpointConte
     if (registry.size >= options.maxConnections) throw new TooManyConnectionsError()
 
     const claims = await verifyRequest(request, reply)
-    const userId = userIdOf(claims, options.userClaim)
-    if (userId === undefined) {
-      reply.header('www-authenticate', 'Bearer error="invalid_token"')
-      throw new TokenInvalidError(`no \`${options.userClaim}\` claim naming the user`)
-    }
+    const identified = userIdOf(claims, options.userClaim)
+    if ('problem' in identified) throw invalidToken(reply, identified.problem)
+    const { userId } = identified
     if (registry.countOf(userId) >= options.maxConnectionsPerUser) {
       throw new TooManyUserConnectionsError(options.maxConnectionsPerUser)
     }
