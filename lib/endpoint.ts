@@ -61,7 +61,8 @@ export function registerEndpoint (scope: FastifyInstance, context: EndpointConte
   async function check (request: FastifyRequest, reply: FastifyReply): Promise<Identity> {
     if (context.isClosing()) throw new ShuttingDownError()
     const origin = request.headers.origin
-    if (origin !== undefined && !options.origins(origin, request.headers.host)) {
+    // request.host and request.protocol honour `trustProxy` (X-Forwarded-Host/-Proto).
+    if (origin !== undefined && !options.origins(origin, request.host, request.protocol)) {
       throw new OriginForbiddenError(JSON.stringify(origin.slice(0, 200)))
     }
     if (registry.size >= options.maxConnections) throw new TooManyConnectionsError()

@@ -2,8 +2,12 @@
 // the upgrade so that a page on a foreign site can never ride a user's
 // token or cookies into a socket (cross-site WebSocket hijacking).
 
-/** Decides whether an Origin header value is acceptable for a request to `host`. */
-export type OriginPolicy = (origin: string, host: string | undefined) => boolean
+/**
+ * Decides whether an Origin header value is acceptable for a request to
+ * `host` (its Host, `''` or undefined when absent) over `scheme` (`'http'`
+ * or `'https'`: Fastify's `request.protocol`).
+ */
+export type OriginPolicy = (origin: string, host: string | undefined, scheme: string) => boolean
 
 interface WildcardPattern {
   scheme: string
@@ -13,7 +17,8 @@ interface WildcardPattern {
 
 /**
  * Builds the policy from the `allowedOrigins` option.
- * - `undefined`: same-origin only (the Origin's host[:port] equals the Host header).
+ * - `undefined`: same-origin only (the Origin's scheme is the request's and
+ *   its host[:port] equals the Host header).
  * - `'*'` in the list: any origin.
  * - `scheme://host[:port]`: that exact origin.
  * - `scheme://*.domain[:port]`: any subdomain of domain (not domain itself).
@@ -58,10 +63,22 @@ function anyOrigin (): boolean {
   return true
 }
 
-function sameOrigin (origin: string, host: string | undefined): boolean {
-  if (host === undefined) return false
-  const parsed = parseOrigin(normalize(origin))
-  return parsed !== null && parsed.host === host.toLowerCase()
+// Same scheme, host and port: an http server admits only http:// pages, so a
+// page on https://, ftp:// or any other scheme of the same name is foreign.
+// Compared as browsers serialize origins (no path, no user, no default port).
+function sameOrigin (origin: string, host: string | undefined, scheme: string): boolean {
+  if (host === undefined || host === '' || (scheme !== 'http' && scheme !== 'https')) return false
+  const own = ownHost(host.toLowerCase(), scheme)
+  return own !== undefined && normalize(origin) === `${scheme}://${own}`
+}
+
+// The Host header as an origin's host: the scheme's default port dropped;
+// undefined unless it is a plain host[:port] (no user, path or query in it).
+function ownHost (host: string, scheme: string): string | undefined {
+  const parsed = parseOrigin(`${scheme}://${host}`)
+  if (parsed === null || parsed.hostname === '') return undefined
+  const defaultPort = scheme === 'https' ? ':443' : ':80'
+  return parsed.host === host || parsed.host + defaultPort === host ? parsed.host : undefined
 }
 
 // Browsers send origins in lower case without a trailing slash; normalize what
