@@ -61,8 +61,15 @@ export function selectProtocol (protocols: Set<string>): string | false {
 // fast-jwt codes that mean the server could not verify a token (its own
 // options or key), not that the token is bad: those stay 500s.
 const SERVER_SIDE_CODES = new Set(['FAST_JWT_INVALID_OPTION', 'FAST_JWT_KEY_FETCHING_ERROR', 'FAST_JWT_SIGN_ERROR'])
-// Claims whose time checks must not be skipped by a value that is not a finite number.
+// Claims whose time checks must not be skipped by a value that is not a date.
 const DATE_CLAIMS = ['exp', 'nbf'] as const
+// The most seconds from 1970 a JavaScript Date holds (year 275760).
+const MAX_DATE_SECONDS = 8.64e12
+
+/** Whether `value` is a NumericDate (RFC 7519) that JavaScript can hold as a Date. */
+function isDateValue (value: unknown): value is number {
+  return typeof value === 'number' && Math.abs(value) <= MAX_DATE_SECONDS
+}
 
 /**
  * Verifies the request's token through @fastify/jwt and returns its claims.
@@ -72,7 +79,8 @@ const DATE_CLAIMS = ['exp', 'nbf'] as const
  */
 export async function verifyRequest (request: FastifyRequest, reply: FastifyReply): Promise<TokenClaims> {
   if (hasMalformedBearer(request)) throw invalidToken(reply, 'the Authorization header is not `Bearer <token>`')
-  if (extractToken(request) === undefined) {
+  const token = extractToken(request)
+  if (token === undefined) {
     reply.header('www-authenticate', 'Bearer')
     throw new TokenMissingError()
   }
@@ -81,17 +89,17 @@ export async function verifyRequest (request: FastifyRequest, reply: FastifyRepl
   try {
     claims = await verify.call(request)
   } catch (err) {
-    throw authenticationError(err, reply)
+    throw authenticationError(err, reply, token)
   }
   if (claims === null || typeof claims !== 'object' || Array.isArray(claims)) {
     throw invalidToken(reply, 'its payload is not a JSON object')
   }
   for (const claim of DATE_CLAIMS) {
     // JSON numbers such as 1e400 parse to Infinity, which fast-jwt's checks
-    // accept; an app may also turn those checks off (ignoreExpiration).
-    const value = (claims as TokenClaims)[claim]
-    if (Object.hasOwn(claims, claim) && !(typeof value === 'number' && Number.isFinite(value))) {
-      throw invalidToken(reply, `the \`${claim}\` claim must be a finite number of seconds`)
+    // accept as an `exp` that never comes; an app may also turn those checks
+    // off (ignoreExpiration). Whoever reads `exp` later gets a real date.
+    if (Object.hasOwn(claims, claim) && !isDateValue((claims as TokenClaims)[claim])) {
+      throw invalidToken(reply, dateReason(claim))
     }
   }
   return claims as TokenClaims
@@ -108,7 +116,7 @@ export function invalidToken (reply: FastifyReply, reason: string): Error {
 // (no status, so they would be 500s): a disallowed algorithm, a token not
 // active yet, a claim of the wrong type, a payload that is not an object,
 // an unknown `crit` header.
-function authenticationError (err: unknown, reply: FastifyReply): Error {
+function authenticationError (err: unknown, reply: FastifyReply, token: string): Error {
   const code = (err as { code?: unknown } | null)?.code
   if (code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED' || code === 'FAST_JWT_EXPIRED') {
     reply.header('www-authenticate', 'Bearer error="invalid_token", error_description="token expired"')
@@ -119,7 +127,31 @@ function authenticationError (err: unknown, reply: FastifyReply): Error {
   if (typeof code === 'string' && (code.startsWith('FST_JWT_') || (code.startsWith('FAST_JWT_') && !SERVER_SIDE_CODES.has(code)))) {
     return invalidToken(reply, invalidReason((err as Error).message))
   }
+  // fast-jwt writes the time of a failed check with Date#toISOString, which
+  // throws a RangeError (no code) for a time no Date holds: an `nbf` of
+  // 1e300 or 1e400, an `exp` of -1e300.
+  const outOfRange = dateClaimOutOfRange(token)
+  if (outOfRange !== undefined) return invalidToken(reply, dateReason(outOfRange))
   return err as Error // a key provider or `trusted` callback that failed: 500, logged
+}
+
+function dateReason (claim: string): string {
+  return `the \`${claim}\` claim must be a number of seconds within the range of dates`
+}
+
+// The first date claim of the token's (unverified) payload that is a number no Date holds.
+function dateClaimOutOfRange (token: string): string | undefined {
+  let claims: unknown
+  try {
+    claims = JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString())
+  } catch {
+    return undefined
+  }
+  if (claims === null || typeof claims !== 'object') return undefined
+  return ['exp', 'nbf', 'iat'].find((claim) => {
+    const value = (claims as TokenClaims)[claim]
+    return typeof value === 'number' && !isDateValue(value)
+  })
 }
 
 function invalidReason (message: unknown): string {

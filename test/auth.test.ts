@@ -128,7 +128,12 @@ t.test('every token problem is a 401 with its reason, counted, never a 500', asy
     ['unknown crit header', forge({ ...HS256, crit: ['x-ext'], 'x-ext': 1 }, { sub: 'a' }), /critical extension "x-ext" is not supported/],
     ['crit not an array', forge({ ...HS256, crit: 'x-ext' }, { sub: 'a' }), /crit header must be a non-empty array/],
     // Accepted before: JSON's 1e400 is Infinity, which never expires.
-    ['exp Infinity', forge(HS256, '{"sub":"a","exp":1e400}', { raw: true }), /`exp` claim must be a finite number/]
+    ['exp Infinity', forge(HS256, '{"sub":"a","exp":1e400}', { raw: true }), /`exp` claim must be a number of seconds within the range of dates/],
+    ['exp beyond the year 275760', forge(HS256, '{"sub":"a","exp":1e300}', { raw: true }), /`exp` claim must be a number of seconds within the range of dates/],
+    // Found by test/fuzz/tokens.test.ts: fast-jwt's message for these throws a RangeError (500).
+    ['nbf Infinity', forge(HS256, '{"sub":"a","nbf":1e400}', { raw: true }), /`nbf` claim must be a number of seconds within the range of dates/],
+    ['nbf beyond the range of dates', forge(HS256, '{"sub":"a","nbf":1e300}', { raw: true }), /`nbf` claim must be a number of seconds within the range of dates/],
+    ['exp before the range of dates', forge(HS256, '{"sub":"a","exp":-1e300}', { raw: true }), /`exp` claim must be a number of seconds within the range of dates/]
   ]
   for (const [name, jwt, reason] of cases) {
     const rejection = await rejectedUpgrade(`${wsUrl}?token=${jwt}`)
