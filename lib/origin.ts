@@ -9,10 +9,13 @@
  */
 export type OriginPolicy = (origin: string, host: string | undefined, scheme: string) => boolean
 
-interface WildcardPattern {
+const DEFAULT_PORTS: Record<string, string> = { http: '80', https: '443' }
+
+interface Origin {
   scheme: string
-  suffix: string // ".example.com" (the part after the `*`)
-  port: string
+  hostname: string
+  port: string // '' for none or the scheme's default
+  origin: string // scheme://hostname[:port], as browsers serialize it
 }
 
 /**
@@ -22,41 +25,67 @@ interface WildcardPattern {
  * - `'*'` in the list: any origin.
  * - `scheme://host[:port]`: that exact origin.
  * - `scheme://*.domain[:port]`: any subdomain of domain (not domain itself).
- * Throws an Error naming the bad entry.
+ * Case and the scheme's default port do not matter in entries. Throws an
+ * Error naming the bad entry.
  */
 export function parseOriginPolicy (allowed: readonly string[] | undefined): OriginPolicy {
   if (allowed === undefined) return sameOrigin
   if (allowed.includes('*')) return anyOrigin
 
   const exact = new Set<string>()
-  const wildcards: WildcardPattern[] = []
+  const wildcards: Origin[] = [] // hostname holds the suffix: ".example.com"
   for (const entry of allowed) {
-    const match = /^([a-z][a-z0-9+.-]*):\/\/(\*\.)?([^/:*?#@\s]+)(?::(\d{1,5}))?$/i.exec(entry)
-    if (match === null) {
+    const match = /^([a-z][a-z0-9+.-]*):\/\/(\*\.)?([^/:*?#@\s[\]]+)(?::(\d{1,5}))?$/i.exec(entry)
+    const parsed = match === null ? undefined : originOf(match[1] as string, match[3] as string, match[4] ?? '')
+    if (match === null || parsed === undefined) {
       throw new Error(`has ${JSON.stringify(entry)}, which is not an origin: write 'https://app.example.com', 'https://*.example.com' or '*'`)
     }
-    const [, scheme, star, host, port = ''] = match as unknown as [string, string, string | undefined, string, string | undefined]
-    if (star === undefined) {
-      exact.add(new URL(entry).origin) // drops default ports and case, as browsers send it
-    } else {
-      wildcards.push({ scheme: scheme.toLowerCase(), suffix: '.' + host.toLowerCase(), port })
-    }
+    if (match[2] === undefined) exact.add(parsed.origin)
+    else wildcards.push({ ...parsed, hostname: '.' + parsed.hostname })
   }
 
   return function allowListed (origin) {
-    const normalized = normalize(origin)
-    if (exact.has(normalized)) return true
-    if (wildcards.length === 0) return false
-    const parsed = parseOrigin(normalized)
-    if (parsed === null) return false
+    const parsed = serializedOrigin(origin)
+    if (parsed === undefined) return false
+    if (exact.has(parsed.origin)) return true
     for (const pattern of wildcards) {
       if (parsed.scheme === pattern.scheme && parsed.port === pattern.port &&
-          parsed.hostname.length > pattern.suffix.length && parsed.hostname.endsWith(pattern.suffix)) {
+          parsed.hostname.length > pattern.hostname.length && parsed.hostname.endsWith(pattern.hostname)) {
         return true
       }
     }
     return false
   }
+}
+
+// Compared as text, never through URL#origin: that is 'null' for schemes
+// such as capacitor://, which would let every opaque origin (sandboxed
+// frames, file: pages) in. http and https hosts are normalized by URL
+// (punycode, IP forms) as browsers do.
+function originOf (scheme: string, host: string, port: string): Origin | undefined {
+  scheme = scheme.toLowerCase()
+  let hostname = host.toLowerCase()
+  if (DEFAULT_PORTS[scheme] !== undefined) {
+    try {
+      hostname = new URL(`${scheme}://${host}`).hostname
+    } catch {
+      return undefined
+    }
+  }
+  if (port !== '' && Number(port) > 65535) return undefined
+  const number = port === '' ? '' : String(Number(port))
+  const effective = number === DEFAULT_PORTS[scheme] ? '' : number
+  return { scheme, hostname, port: effective, origin: `${scheme}://${hostname}${effective === '' ? '' : ':' + effective}` }
+}
+
+// An Origin header as browsers write it (any case, no path, user, query or
+// default port), or undefined.
+function serializedOrigin (text: string): Origin | undefined {
+  const normalized = normalize(text)
+  const match = /^([a-z][a-z0-9+.-]*):\/\/(\[[0-9a-f:.]+\]|[^/?#@\s:[\]]+)(?::(\d{1,5}))?$/.exec(normalized)
+  if (match === null) return undefined
+  const parsed = originOf(match[1] as string, match[2] as string, match[3] ?? '')
+  return parsed?.origin === normalized ? parsed : undefined
 }
 
 function anyOrigin (): boolean {
@@ -65,35 +94,16 @@ function anyOrigin (): boolean {
 
 // Same scheme, host and port: an http server admits only http:// pages, so a
 // page on https://, ftp:// or any other scheme of the same name is foreign.
-// Compared as browsers serialize origins (no path, no user, no default port).
 function sameOrigin (origin: string, host: string | undefined, scheme: string): boolean {
-  if (host === undefined || host === '' || (scheme !== 'http' && scheme !== 'https')) return false
-  const own = ownHost(host.toLowerCase(), scheme)
-  return own !== undefined && normalize(origin) === `${scheme}://${own}`
-}
-
-// The Host header as an origin's host: the scheme's default port dropped;
-// undefined unless it is a plain host[:port] (no user, path or query in it).
-function ownHost (host: string, scheme: string): string | undefined {
-  const parsed = parseOrigin(`${scheme}://${host}`)
-  if (parsed === null || parsed.hostname === '') return undefined
-  const defaultPort = scheme === 'https' ? ':443' : ':80'
-  return parsed.host === host || parsed.host + defaultPort === host ? parsed.host : undefined
+  if (host === undefined || (scheme !== 'http' && scheme !== 'https')) return false
+  // The Host header must be a plain host[:port] (no user, path or query in it).
+  const match = /^(\[[0-9a-f:.]+\]|[^/?#@\s:[\]]+)(?::(\d{1,5}))?$/i.exec(host)
+  const own = match === null ? undefined : originOf(scheme, match[1] as string, match[2] ?? '')
+  return own !== undefined && serializedOrigin(origin)?.origin === own.origin
 }
 
 // Browsers send origins in lower case without a trailing slash; normalize what
-// we compare so that configuration written in another case still matches.
+// we compare so that an origin written in another case still matches.
 function normalize (origin: string): string {
   return origin.toLowerCase().replace(/\/$/, '')
-}
-
-function parseOrigin (origin: string): { scheme: string, host: string, hostname: string, port: string } | null {
-  if (origin === 'null') return null // opaque origins (sandboxed frames, file:) are never same-origin
-  let url: URL
-  try {
-    url = new URL(origin)
-  } catch {
-    return null // not a URL: cannot match anything
-  }
-  return { scheme: url.protocol.slice(0, -1), host: url.host, hostname: url.hostname, port: url.port }
 }

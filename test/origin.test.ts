@@ -94,6 +94,17 @@ t.test('origin policy rules', async (t) => {
   t.notOk(same('http://127.0.0.1', '127.0.0.1/x', 'http'))
   t.notOk(same('null', 'null', 'http'))
 
+  // URL#origin is 'null' for such schemes: an entry for an app shell used to
+  // admit every opaque origin (sandboxed frames, file: pages) instead of itself.
+  const custom = parseOriginPolicy(['capacitor://localhost', 'https://*.example.net:443'])
+  t.ok(custom('capacitor://localhost', undefined, 'https'))
+  t.notOk(custom('null', undefined, 'https'), 'an opaque origin is not capacitor://localhost')
+  t.ok(custom('https://a.example.net', undefined, 'https'), 'a default port in a wildcard entry is no port')
+  for (const origin of ['https://user@a.example.net', 'https://a.example.net/x', 'https://a.example.net:443', 'https://a.example.net?x']) {
+    t.notOk(custom(origin, undefined, 'https'), `${origin}: not how a browser writes an origin`)
+  }
+
+  t.throws(() => parseOriginPolicy(['https://app.example.com:65536']), /not an origin/)
   t.throws(() => parseOriginPolicy(['app.example.com']), /not an origin/)
   t.throws(() => parseOriginPolicy(['https://app.example.com/path']), /not an origin/)
 })
