@@ -40,8 +40,13 @@ export function parseOriginPolicy (allowed: readonly string[] | undefined): Orig
     if (match === null || parsed === undefined) {
       throw new Error(`has ${JSON.stringify(entry)}, which is not an origin: write 'https://app.example.com', 'https://*.example.com' or '*'`)
     }
-    if (match[2] === undefined) exact.add(parsed.origin)
-    else wildcards.push({ ...parsed, hostname: '.' + parsed.hostname })
+    if (match[2] === undefined) {
+      exact.add(parsed.origin)
+    } else {
+      // A name ending in a number is an IP address to URL parsers: it has no subdomains.
+      if (/(^|\.)(\d+|0x[0-9a-f]*)$/i.test(parsed.hostname)) throw new Error(`has ${JSON.stringify(entry)}, a wildcard over an IP address, which has no subdomains`)
+      wildcards.push({ ...parsed, hostname: '.' + parsed.hostname })
+    }
   }
 
   return function allowListed (origin) {

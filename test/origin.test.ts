@@ -105,6 +105,7 @@ t.test('origin policy rules', async (t) => {
   }
 
   t.throws(() => parseOriginPolicy(['https://app.example.com:65536']), /not an origin/)
+  t.throws(() => parseOriginPolicy(['https://*.127.0.0.1']), /wildcard over an IP address/)
   t.throws(() => parseOriginPolicy(['app.example.com']), /not an origin/)
   t.throws(() => parseOriginPolicy(['https://app.example.com/path']), /not an origin/)
 })

@@ -78,7 +78,7 @@ t.test('an allowlist admits exactly its entries and their subdomains', async (t)
     port: fc.constantFrom(...PORTS),
     wildcard: fc.boolean(),
     upper: fc.boolean()
-  })
+  }).map((e) => ({ ...e, wildcard: e.wildcard && e.hostname !== '127.0.0.1' })) // no subdomains of an IP address
   let admittedCount = 0
   const pair = fc.array(entry, { minLength: 1, maxLength: 4 }).chain((entries) => fc.tuple(
     fc.constant(entries),
