@@ -167,7 +167,7 @@ t.test('decorator: sendTo, sendToUser, broadcast, disconnectUser', async (t) => 
 })
 
 t.test('data nested deeper than MAX_DATA_DEPTH is a 400, never a 500', async (t) => {
-  const { MAX_DATA_DEPTH } = await import('../lib/broadcast-route.js')
+  const { MAX_DATA_DEPTH } = await import('../lib/index.js')
   const { url, wsUrl } = await build(t)
   const ws = await connect(t, wsUrl)
   const nested = (depth: number): string => '['.repeat(depth) + ']'.repeat(depth)
