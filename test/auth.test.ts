@@ -228,6 +228,13 @@ t.test('a malformed Bearer header is an invalid token, not replaced by another o
   }
 })
 
+t.test("claims an app's formatUser turns into something other than an object are refused", async (t) => {
+  const { wsUrl } = await build(t, { jwt: { secret: SECRET, formatUser: () => 'not claims' as never } })
+  const rejection = await rejectedUpgrade(`${wsUrl}?token=${token()}`)
+  t.equal(rejection.status, 401)
+  t.match(rejection.body.message, /its payload is not a JSON object/)
+})
+
 t.test('jwt verify options apply (issuer)', async (t) => {
   const { wsUrl } = await build(t, { jwt: { secret: (await import('./helpers.js')).SECRET, verify: { allowedIss: 'https://issuer.example' } } })
   await connect(t, wsUrl, token({ sub: 'alice', iss: 'https://issuer.example' }))

@@ -221,3 +221,23 @@ t.test('decorator: arguments are checked as the route checks its body', async (t
   t.match(await app.fanout.broadcast('x', { users: Array.from({ length: 10_000 }, (_, i) => `u${i}`) }), { delivered: 0 }, '10,000 ids are fine')
   t.match(await app.fanout.broadcast('x', { users: ['x'.repeat(MAX_USER_ID_LENGTH)] }), { delivered: 0 })
 })
+
+t.test('a body value with no JSON form (from an app\'s own parser) is a 400, not a 500', async (t) => {
+  const Fastify = (await import('fastify')).default
+  const fanout = (await import('../lib/index.js')).default
+  const { SECRET } = await import('./helpers.js')
+  const app = Fastify()
+  t.teardown(() => app.close())
+  // An app that reads big integers as BigInt, as some JSON parsers do.
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    done(null, JSON.parse(body as string, (_key, value: unknown) => typeof value === 'number' && !Number.isSafeInteger(value) && Number.isInteger(value) ? BigInt(value) : value))
+  })
+  await app.register(fanout, { jwt: { secret: SECRET } })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as { port: number }
+  const response = await broadcast(`http://127.0.0.1:${port}`, '{"data":{"id":9007199254740993}}')
+  t.equal(response.status, 400)
+  const answer = await response.json() as { code: string, message: string }
+  t.equal(answer.code, 'FST_FANOUT_INVALID_BROADCAST')
+  t.match(answer.message, /JSON-serializable.*BigInt/)
+})
