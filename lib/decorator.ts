@@ -1,9 +1,10 @@
 import { CloseCode, isApplicationCloseCode, MAX_CLOSE_REASON_BYTES } from './close-codes.js'
-import { InvalidCloseCodeError, InvalidCloseReasonError } from './errors.js'
+import { InvalidArgumentError, InvalidCloseCodeError, InvalidCloseReasonError } from './errors.js'
 import type { Fanout } from './fanout.js'
 import type { FanoutMetrics } from './metrics.js'
 import type { Registry } from './registry.js'
 import type { FanoutDecorator } from './types.js'
+import { assertTarget, assertUserId } from './user-id.js'
 
 /** Builds `fastify.fanout`: the registry's read side and the send methods. */
 export function createDecorator (registry: Registry, fanout: Fanout, metrics: FanoutMetrics, backplaneUp: () => boolean): FanoutDecorator {
@@ -13,11 +14,23 @@ export function createDecorator (registry: Registry, fanout: Fanout, metrics: Fa
     connection: (id) => registry.get(id),
     connectionsOf: (userId) => registry.ofUser(userId),
     connections: () => registry.values(),
-    // async: a bad message becomes a rejected promise, never a synchronous throw
-    broadcast: async (data, target = {}) => await fanout.publish(data, { users: target.users, except: target.except }),
-    sendToUser: async (userId, data) => await fanout.publish(data, { users: [userId] }),
-    sendTo: async (connectionId, data) => await fanout.publish(data, { connectionId }),
+    // async: a bad message or argument becomes a rejected promise, never a synchronous throw.
+    // Arguments are checked as the broadcast route checks its body: from
+    // JavaScript, users: 'alice' would otherwise mean the users a, l, i, c and e.
+    async broadcast (data, target = {}) {
+      assertTarget(target)
+      return await fanout.publish(data, { users: target.users, except: target.except })
+    },
+    async sendToUser (userId, data) {
+      assertUserId('userId', userId)
+      return await fanout.publish(data, { users: [userId] })
+    },
+    async sendTo (connectionId, data) {
+      if (typeof connectionId !== 'string') throw new InvalidArgumentError('connectionId', `must be a string, got ${typeof connectionId}`)
+      return await fanout.publish(data, { connectionId })
+    },
     async disconnectUser (userId, code = CloseCode.DISCONNECTED, reason = 'disconnected by server') {
+      assertUserId('userId', userId)
       if (!isApplicationCloseCode(code)) throw new InvalidCloseCodeError(code)
       if (typeof reason !== 'string' || Buffer.byteLength(reason) > MAX_CLOSE_REASON_BYTES) throw new InvalidCloseReasonError(MAX_CLOSE_REASON_BYTES)
       const { id, delivered, instances, partial } = await fanout.disconnect(userId, code, reason)

@@ -1,14 +1,15 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
-import { serializeRequestWithoutToken, userIdOf, verifyRequest } from './auth.js'
+import { invalidToken, userIdOf, verifyRequest } from './auth.js'
 import { CloseCode } from './close-codes.js'
 import { Connection, type ConnectionContext } from './connection.js'
 import {
-  OriginForbiddenError, ShuttingDownError, TokenInvalidError, TooManyConnectionsError,
+  OriginForbiddenError, ShuttingDownError, TooManyConnectionsError,
   TooManyUserConnectionsError, UpgradeRequiredError
 } from './errors.js'
 import type { FanoutMetrics, RejectReason } from './metrics.js'
 import type { ResolvedOptions } from './options.js'
+import { serializers } from './redact.js'
 import type { Registry } from './registry.js'
 import type { TokenClaims } from './types.js'
 
@@ -60,17 +61,16 @@ export function registerEndpoint (scope: FastifyInstance, context: EndpointConte
   async function check (request: FastifyRequest, reply: FastifyReply): Promise<Identity> {
     if (context.isClosing()) throw new ShuttingDownError()
     const origin = request.headers.origin
-    if (origin !== undefined && !options.origins(origin, request.headers.host)) {
+    // request.host and request.protocol honour `trustProxy` (X-Forwarded-Host/-Proto).
+    if (origin !== undefined && !options.origins(origin, request.host, request.protocol)) {
       throw new OriginForbiddenError(JSON.stringify(origin.slice(0, 200)))
     }
     if (registry.size >= options.maxConnections) throw new TooManyConnectionsError()
 
     const claims = await verifyRequest(request, reply)
-    const userId = userIdOf(claims, options.userClaim)
-    if (userId === undefined) {
-      reply.header('www-authenticate', 'Bearer error="invalid_token"')
-      throw new TokenInvalidError(`no \`${options.userClaim}\` claim naming the user`)
-    }
+    const identified = userIdOf(claims, options.userClaim)
+    if ('problem' in identified) throw invalidToken(reply, identified.problem)
+    const { userId } = identified
     if (registry.countOf(userId) >= options.maxConnectionsPerUser) {
       throw new TooManyUserConnectionsError(options.maxConnectionsPerUser)
     }
@@ -104,7 +104,7 @@ export function registerEndpoint (scope: FastifyInstance, context: EndpointConte
     method: 'GET',
     url: options.path,
     websocket: true,
-    logSerializers: { req: serializeRequestWithoutToken },
+    logSerializers: serializers, // tokens in the query string never reach the logs
     onRequest: admit,
     handler: onConnection as unknown as (request: FastifyRequest, reply: FastifyReply) => void
   })

@@ -65,6 +65,9 @@ export const InvalidCloseReasonError = createError<[number]>(
 export const InvalidMessageError = createError<[string, { cause: unknown }?]>(
   'FST_FANOUT_INVALID_MESSAGE', 'Message data must be JSON-serializable: %s', 500, TypeError
 )
+export const InvalidArgumentError = createError<[string, string]>(
+  'FST_FANOUT_INVALID_ARGUMENT', 'fastify-fanout: `%s` %s', 500, TypeError
+)
 export const UpgradeRequiredError = createError<[string]>(
   'FST_FANOUT_UPGRADE_REQUIRED', '%s is a WebSocket endpoint: connect with a WebSocket client', 426, Error, NO_STACK
 )

@@ -163,5 +163,8 @@ export { plugin as fanout }
 export { CloseCode } from './close-codes.js'
 export { SUBPROTOCOL, TOKEN_PROTOCOL_PREFIX } from './auth.js'
 export { closeOnUnreadBody } from './unread-body.js'
+export { serializers, logHooks } from './redact.js'
+export { MAX_USER_ID_LENGTH } from './user-id.js'
+export { MAX_DATA_DEPTH } from './broadcast-route.js'
 export * as errors from './errors.js'
 export type * from './types.js'

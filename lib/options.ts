@@ -1,3 +1,4 @@
+import { distance } from 'fastest-levenshtein'
 import { Registry } from 'prom-client'
 import type { FastifyJWTOptions } from '@fastify/jwt'
 import type { Cluster, Redis, RedisOptions } from 'ioredis'
@@ -9,7 +10,10 @@ import type { BackplaneGapPolicy, FanoutOptions, MetricsOptions, SlowConsumerPol
 
 /** Options after defaults and validation: every field present, frozen. */
 export interface ResolvedOptions {
+  /** The app's @fastify/jwt options, `verify.clockTolerance` set. */
   readonly jwt: FastifyJWTOptions
+  /** Milliseconds by which `exp` and `nbf` may be off (the clocks of issuer and server differ). */
+  readonly clockTolerance: number
   readonly path: string
   readonly broadcastPath: string | false
   readonly userClaim: string
@@ -72,17 +76,63 @@ export const defaults = {
   channelPrefix: 'fanout:',
   backplaneGap: 'close',
   readinessPath: '/fanout/ready',
-  closeOnUnreadBody: true
+  closeOnUnreadBody: true,
+  clockTolerance: 2000
 } as const
+
+// Every top-level option, in one place: any other name is refused at register
+// time (a typo such as `maxConnection` would otherwise be silently ignored).
+// Typed against FanoutOptions, so an option added there fails to compile
+// until it is listed here too.
+const optionNames: Record<keyof FanoutOptions, true> = {
+  jwt: true,
+  path: true,
+  broadcastPath: true,
+  userClaim: true,
+  scopeClaim: true,
+  broadcastScope: true,
+  allowedOrigins: true,
+  maxConnections: true,
+  maxConnectionsPerUser: true,
+  maxPayload: true,
+  bodyLimit: true,
+  maxBufferedBytes: true,
+  slowConsumer: true,
+  inbound: true,
+  messageTimeout: true,
+  heartbeatInterval: true,
+  compression: true,
+  closeTimeout: true,
+  metrics: true,
+  redis: true,
+  channelPrefix: true,
+  backplaneGap: true,
+  readinessPath: true,
+  closeOnUnreadBody: true
+}
+export const OPTION_NAMES: readonly string[] = Object.freeze(Object.keys(optionNames))
 
 export function resolveOptions (options: FanoutOptions): ResolvedOptions {
   if (options === null || typeof options !== 'object') {
     throw new InvalidOptionError('options', 'must be an object with at least `jwt: { secret }`')
   }
+  for (const name of Object.keys(options)) {
+    if (!OPTION_NAMES.includes(name)) {
+      const suggestion = closestName(name, OPTION_NAMES)
+      const hint = suggestion === undefined ? `the options are ${OPTION_NAMES.join(', ')}` : `did you mean \`${suggestion}\`?`
+      throw new InvalidOptionError(name, `is unknown; ${hint}`)
+    }
+  }
   const jwt = options.jwt
   if (jwt === null || typeof jwt !== 'object' || jwt.secret === undefined || jwt.secret === null || jwt.secret === '') {
     throw new InvalidOptionError('jwt', 'must be @fastify/jwt options with a `secret` (e.g. `jwt: { secret: process.env.JWT_SECRET }`)')
   }
+  if (jwt.verify !== undefined && (jwt.verify === null || typeof jwt.verify !== 'object')) {
+    throw new InvalidOptionError('jwt.verify', 'must be an object of fast-jwt verifier options (e.g. `{ algorithms: [\'HS256\'] }`)')
+  }
+  // A small default tolerance: a token issued by a server whose clock runs a
+  // second ahead is not "not yet valid" here.
+  const clockTolerance = integer('jwt.verify.clockTolerance', jwt.verify?.clockTolerance ?? defaults.clockTolerance, 0, 2 ** 31 - 1, 'milliseconds')
 
   const path = routePath('path', options.path ?? defaults.path)
   const broadcastPath = options.broadcastPath === false
@@ -106,7 +156,8 @@ export function resolveOptions (options: FanoutOptions): ResolvedOptions {
   if (heartbeatInterval !== 0) integer('heartbeatInterval', heartbeatInterval, 10, 2 ** 31 - 1, 'milliseconds (or 0 to turn heartbeats off)')
 
   return Object.freeze({
-    jwt,
+    jwt: { ...jwt, verify: { ...jwt.verify, clockTolerance } },
+    clockTolerance,
     path,
     broadcastPath,
     userClaim: nonEmptyString('userClaim', options.userClaim ?? defaults.userClaim),
@@ -255,4 +306,18 @@ function metricsListen (value: MetricsOptions['listen']): ResolvedOptions['metri
     port: integer('metrics.listen.port', value.port, 1, 65535, 'a TCP port'),
     host: nonEmptyString('metrics.listen.host', value.host ?? defaults.metricsHost)
   })
+}
+
+// The known name closest to a misspelt one (at most a few edits away), for the error message.
+function closestName (name: string, known: readonly string[]): string | undefined {
+  let best: string | undefined
+  let bestDistance = Math.min(3, Math.floor(name.length / 2))
+  for (const candidate of known) {
+    const edits = candidate.toLowerCase() === name.toLowerCase() ? 0 : distance(name, candidate)
+    if (edits <= bestDistance) {
+      best = candidate
+      bestDistance = edits
+    }
+  }
+  return best
 }

@@ -166,3 +166,79 @@ t.test('decorator: sendTo, sendToUser, broadcast, disconnectUser', async (t) => 
   t.same(await closing, [4403, 'banned'])
   t.match(await app.fanout.disconnectUser('nobody'), { disconnected: 0 })
 })
+
+t.test('data nested deeper than MAX_DATA_DEPTH is a 400, never a 500', async (t) => {
+  const { MAX_DATA_DEPTH } = await import('../lib/index.js')
+  const { url, wsUrl } = await build(t)
+  const ws = await connect(t, wsUrl)
+  const nested = (depth: number): string => '['.repeat(depth) + ']'.repeat(depth)
+
+  const next = nextMessage(ws)
+  t.equal((await broadcast(url, `{"data":${nested(MAX_DATA_DEPTH)}}`)).status, 202, `${MAX_DATA_DEPTH} levels are fine`)
+  t.equal(JSON.stringify((await next).data), nested(MAX_DATA_DEPTH))
+
+  // 10,000 levels used to be a 500: JSON.parse takes any depth, but
+  // JSON.stringify, writing the frame, ran out of stack.
+  for (const depth of [MAX_DATA_DEPTH + 1, 10_000, 200_000]) {
+    const response = await broadcast(url, `{"data":${nested(depth)}}`)
+    t.equal(response.status, 400, `${depth} levels: 400`)
+    const answer = await response.json() as { code: string, message: string }
+    t.equal(answer.code, 'FST_FANOUT_INVALID_BROADCAST')
+    t.match(answer.message, `data is nested deeper than ${MAX_DATA_DEPTH} levels`)
+  }
+  const objects = '{"a":'.repeat(10_000) + '1' + '}'.repeat(10_000)
+  t.equal((await broadcast(url, `{"data":${objects}}`)).status, 400, 'objects count as arrays do')
+  await receivesNothing(t, ws, url)
+})
+
+t.test('decorator: arguments are checked as the route checks its body', async (t) => {
+  const { MAX_USER_ID_LENGTH } = await import('../lib/index.js')
+  const { app, url, wsUrl } = await build(t)
+  const a = await connect(t, wsUrl, token({ sub: 'a' })) // the user 'alice' as a string would have reached
+  const bad: Array<[string, () => Promise<unknown>, RegExp]> = [
+    ['users as a string', async () => await app.fanout.broadcast('x', { users: 'alice' as unknown as string[] }), /`target.users` must be an array of user ids, got "alice"/],
+    ['except as a string', async () => await app.fanout.broadcast('x', { except: 'bob' as unknown as string[] }), /`target.except` must be an array/],
+    ['a list as the target', async () => await app.fanout.broadcast('x', ['alice'] as never), /`target` must be an object/],
+    ['a null target', async () => await app.fanout.broadcast('x', null as never), /`target` must be an object/],
+    ['a misspelt target', async () => await app.fanout.broadcast('x', { user: ['alice'] } as never), /unknown property "user"/],
+    ['an empty id', async () => await app.fanout.broadcast('x', { users: [''] }), /`target.users\[0\]` must not be empty/],
+    ['a numeric id in a list', async () => await app.fanout.broadcast('x', { users: ['b', 7 as unknown as string] }), /`target.users\[1\]` must be a string, got number 7/],
+    ['an id too long', async () => await app.fanout.broadcast('x', { users: ['x'.repeat(MAX_USER_ID_LENGTH + 1)] }), /at most 512 characters/],
+    ['too many ids', async () => await app.fanout.broadcast('x', { users: Array.from({ length: 10_001 }, (_, i) => `u${i}`) }), /at most 10000 user ids, got 10001/],
+    ['sendToUser with a number', async () => await app.fanout.sendToUser(42 as unknown as string, 'x'), /`userId` must be a string, got number 42/],
+    ['sendToUser with nothing', async () => await app.fanout.sendToUser(undefined as unknown as string, 'x'), /`userId` must be a string, got undefined/],
+    ['sendTo with a number', async () => await app.fanout.sendTo(1 as unknown as string, 'x'), /`connectionId` must be a string, got number/]
+  ]
+  for (const [name, call, message] of bad) {
+    const pending = call()
+    t.type(pending, Promise, `${name}: a promise, not a synchronous throw`)
+    const error = await pending.then(() => undefined, (err: unknown) => err)
+    t.match(error, { code: 'FST_FANOUT_INVALID_ARGUMENT', message }, `${name}: rejected`)
+    t.ok(error instanceof TypeError, `${name}: a TypeError`)
+  }
+  t.throws(() => app.fanout.disconnectUser(42 as unknown as string), { code: 'FST_FANOUT_INVALID_ARGUMENT' })
+  await receivesNothing(t, a, url)
+
+  t.match(await app.fanout.broadcast('x', { users: Array.from({ length: 10_000 }, (_, i) => `u${i}`) }), { delivered: 0 }, '10,000 ids are fine')
+  t.match(await app.fanout.broadcast('x', { users: ['x'.repeat(MAX_USER_ID_LENGTH)] }), { delivered: 0 })
+})
+
+t.test('a body value with no JSON form (from an app\'s own parser) is a 400, not a 500', async (t) => {
+  const Fastify = (await import('fastify')).default
+  const fanout = (await import('../lib/index.js')).default
+  const { SECRET } = await import('./helpers.js')
+  const app = Fastify()
+  t.teardown(() => app.close())
+  // An app that reads big integers as BigInt, as some JSON parsers do.
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    done(null, JSON.parse(body as string, (_key, value: unknown) => typeof value === 'number' && !Number.isSafeInteger(value) && Number.isInteger(value) ? BigInt(value) : value))
+  })
+  await app.register(fanout, { jwt: { secret: SECRET } })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as { port: number }
+  const response = await broadcast(`http://127.0.0.1:${port}`, '{"data":{"id":9007199254740993}}')
+  t.equal(response.status, 400)
+  const answer = await response.json() as { code: string, message: string }
+  t.equal(answer.code, 'FST_FANOUT_INVALID_BROADCAST')
+  t.match(answer.message, /JSON-serializable.*BigInt/)
+})

@@ -40,13 +40,28 @@ t.test('bad options fail at register time with FST_FANOUT_INVALID_OPTION and say
     ['redis not a URL', { jwt, redis: 'localhost:6379' }, /`redis` must be a redis:\/\/ or rediss:\/\/ URL/],
     ['redis a number', { jwt, redis: 6379 }, /`redis` must be a redis:\/\/ URL, ioredis options or an ioredis client/],
     ['empty prefix', { jwt, channelPrefix: '' }, /`channelPrefix` must be a non-empty string/],
-    ['relative readiness path', { jwt, readinessPath: 'ready' }, /`readinessPath` must be a path/]
+    ['relative readiness path', { jwt, readinessPath: 'ready' }, /`readinessPath` must be a path/],
+    ['jwt.verify not an object', { jwt: { secret: SECRET, verify: 'HS256' } }, /`jwt.verify` must be an object/],
+    ['negative clock tolerance', { jwt: { secret: SECRET, verify: { clockTolerance: -1 } } }, /`jwt.verify.clockTolerance` must be an integer number of milliseconds from 0/],
+    ['clock tolerance in seconds as a string', { jwt: { secret: SECRET, verify: { clockTolerance: '2s' } } }, /`jwt.verify.clockTolerance`/],
+    // Unknown names were silently ignored: a typo turned a limit off.
+    ['typo maxConnection', { jwt, maxConnection: 5 }, /option `maxConnection` is unknown; did you mean `maxConnections`\?/],
+    ['typo allowedOrigin', { jwt, allowedOrigin: ['https://a.example'] }, /option `allowedOrigin` is unknown; did you mean `allowedOrigins`\?/],
+    ['wrong case', { jwt, MaxPayload: 5 }, /did you mean `maxPayload`\?/],
+    ['unknown, nothing close', { jwt, websocket: {} }, /option `websocket` is unknown; the options are jwt, path, broadcastPath, /]
   ]
   for (const [name, options, message] of cases) {
     const error = await register(options).then(() => undefined, (err: unknown) => err)
     t.match(error, { code: 'FST_FANOUT_INVALID_OPTION', message }, name)
     t.ok(error instanceof TypeError, `${name}: a TypeError`)
   }
+})
+
+t.test('every documented option is a known name, and only those', async (t) => {
+  const { OPTION_NAMES } = await import('../lib/options.js')
+  t.ok(OPTION_NAMES.includes('maxConnections') && OPTION_NAMES.includes('readinessPath'))
+  await register({ jwt: { secret: SECRET }, maxConnections: 5, allowedOrigins: ['https://a.example'], metrics: false })
+  t.pass('known names register')
 })
 
 t.test('registering @fastify/websocket yourself first is refused with a clear error', async (t) => {

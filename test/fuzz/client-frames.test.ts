@@ -4,9 +4,10 @@
 import { once } from 'node:events'
 import fc from 'fast-check'
 import t from 'tap'
-import { build, connect, nextMessage, token } from './helpers.js'
-import { clientFrame } from './frames.js'
-import { RawClient } from './raw-client.js'
+import { build, connect, nextMessage, token } from '../helpers.js'
+import { clientFrame } from '../frames.js'
+import { RawClient } from '../raw-client.js'
+import { fuzzParameters } from './harness.js'
 
 /** What a client's bytes may earn it (RFC 6455 codes ws sends, and ours). */
 const DOCUMENTED = new Set([1002, 1007, 1008, 1009, 4009])
@@ -93,11 +94,11 @@ t.test('any sequence of frames or bytes from a client gets a documented close co
         client.close()
       }
     }
-  ), { numRuns: 150 })
+  ), fuzzParameters(150))
 
   // The instance still serves everyone else.
   const next = nextMessage(bystander)
   await app.fanout.broadcast('still serving')
   t.equal((await next).data, 'still serving')
-  t.equal(runs >= 150, true, `${runs} runs; outcomes ${JSON.stringify(Object.fromEntries(seen))}`)
+  t.ok(runs > 0, `${runs} runs; outcomes ${JSON.stringify(Object.fromEntries(seen))}`)
 })
