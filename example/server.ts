@@ -17,7 +17,7 @@ import { randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import Fastify, { type FastifyRequest } from 'fastify'
 import fastifyJwt from '@fastify/jwt'
-import fanout from '../lib/index.js'
+import fanout, { logHooks, serializers } from '../lib/index.js'
 import { publicServerOptions } from './http-options.js'
 
 const port = Number(process.env.PORT ?? 3000)
@@ -35,10 +35,18 @@ const metricsListen = { port: Number(process.env.METRICS_PORT ?? 9091) + workerI
 const printBanner = !cluster.isWorker || workerIndex === 0
 const allowedOrigins = process.env.ALLOWED_ORIGINS?.split(',').map((origin) => origin.trim()).filter((origin) => origin !== '')
 
-// Header, request and keep-alive deadlines for a server on the internet (see http-options.ts).
-const app = Fastify({ ...publicServerOptions, logger: { level: process.env.LOG_LEVEL ?? 'info' } })
+// Header, request and keep-alive deadlines for a server on the internet (see
+// http-options.ts); serializers and logHooks keep tokens out of every log
+// line of the app, 404s and client errors included.
+const app = Fastify({ ...publicServerOptions, logger: { level: process.env.LOG_LEVEL ?? 'info', serializers, hooks: logHooks } })
 
-await app.register(fanout, { jwt: { secret }, allowedOrigins, redis, metrics: { listen: metricsListen } })
+await app.register(fanout, {
+  // Pinned: a token signed with any other algorithm is refused.
+  jwt: { secret, verify: { algorithms: ['HS256'] } },
+  allowedOrigins,
+  redis,
+  metrics: { listen: metricsListen }
+})
 
 // The app's own @fastify/jwt, only to sign the development tokens printed below.
 await app.register(fastifyJwt, { secret })
