@@ -18,14 +18,14 @@
 // and the readers, and the figures measure the machine (PIN=0 turns it off).
 // Bounded: DURATION seconds per scenario, loopback only, every process stops by itself.
 // Results: JSON on stdout and in bench/results/flood.json.
-import { execFileSync, type ChildProcess } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { writeFile } from 'node:fs/promises'
 import { cpus } from 'node:os'
 import { createHistogram } from 'node:perf_hooks'
 import { createSigner } from 'fast-jwt'
 import { WebSocket } from 'ws'
-import { ask, sleep, spawn } from './harness.js'
+import { ask, PIN, pin, sleep, spawn } from './harness.js'
 import type { FloodConfig } from './loadgen/flooder.js'
 
 const SECRET = 'bench-secret-bench-secret-bench-secret'
@@ -35,13 +35,8 @@ const CLIENTS = Number(process.env.CLIENTS ?? 10)
 const RATE = Number(process.env.RATE ?? 100) // broadcasts per second
 const SECONDS = Number(process.env.DURATION ?? 8)
 const TARGET_P99_MS = 50
-const PIN = process.env.PIN !== '0' && cpus().length >= 2
 const sign = createSigner({ key: SECRET })
 const now = (): number => performance.timeOrigin + performance.now()
-
-function pin (pid: number | undefined, cpu: number): void {
-  if (PIN && pid !== undefined) execFileSync('taskset', ['-pc', String(cpu), String(pid)], { stdio: 'ignore' })
-}
 
 interface Scenario { name: string, flood: boolean, options: Record<string, unknown> }
 

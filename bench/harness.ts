@@ -1,6 +1,7 @@
 // Helpers the benchmark runners share: child processes, IPC, histograms.
-import { fork, type ChildProcess } from 'node:child_process'
+import { execFileSync, fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { cpus } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { BUCKET_BASE_MS, BUCKET_GROWTH } from './loadgen/histogram.js'
 
@@ -9,6 +10,19 @@ export const sleep = async (ms: number): Promise<void> => await new Promise((res
 
 export function spawn (script: string, env: Record<string, string> = {}): ChildProcess {
   return fork(here(script), [], { execArgv: ['--import', 'tsx'], env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+}
+
+/**
+ * Whether load generators get a CPU of their own (PIN=0 turns it off): on a
+ * two-core machine an attacker's own CPU use would otherwise starve the
+ * server, and the figures would measure the machine, as if the attacker were
+ * on another one.
+ */
+export const PIN = process.env.PIN !== '0' && cpus().length >= 2
+
+/** Pins a process to one CPU with taskset (when PIN). */
+export function pin (pid: number | undefined, cpu: number): void {
+  if (PIN && pid !== undefined) execFileSync('taskset', ['-pc', String(cpu), String(pid)], { stdio: 'ignore' })
 }
 
 export async function ask<T> (child: ChildProcess, message: object): Promise<T> {

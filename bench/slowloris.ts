@@ -21,6 +21,8 @@
 // still open counts until then), and everything stops. The attackers' own
 // view, from their TCP connect, is in the JSON too: it adds the time a
 // connection waited in the kernel for the server to accept it.
+// The attackers are pinned to CPU 1, the servers and this runner (the
+// legitimate client) to CPU 0 (PIN=0 turns it off; see bench/harness.ts).
 // Results: bench/results/slowloris.json and a table on stdout.
 import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
@@ -30,10 +32,12 @@ import { request } from 'node:http'
 import { cpus, loadavg } from 'node:os'
 import { createSigner } from 'fast-jwt'
 import { WebSocket } from 'ws'
-import { ask, sleep, spawn } from './harness.js'
+import { ask, PIN, pin, sleep, spawn } from './harness.js'
 import { ATTACK_KINDS, sourceAddress, type AttackConfig, type AttackKind, type KindReport } from './loadgen/slowloris.js'
 
-const COUNT = Number(process.env.COUNT ?? 20_000) // per server
+// A little over the servers' 20,000 files, so that a server that holds
+// every half-sent request runs out.
+const COUNT = Number(process.env.COUNT ?? 20_500) // per server
 const RATE = Number(process.env.RATE ?? 1000) // new connections per second per server
 const ATTACKERS = Number(process.env.ATTACKERS ?? 4)
 const WINDOW_S = Number(process.env.WINDOW_S ?? 100)
@@ -47,6 +51,7 @@ const DESCRIPTION: Record<Profile, string> = {
   example: 'example/http-options.ts deadlines, refusals close their connection (plugin default): after'
 }
 
+pin(process.pid, 0)
 const sign = createSigner({ key: SECRET })
 const userToken = sign({ sub: 'legit-user' })
 const serviceToken = sign({ sub: 'legit-service', scope: 'broadcast' })
@@ -56,6 +61,7 @@ const attackerToken = sign({ sub: 'leaked-service', scope: 'broadcast' })
 const servers = new Map<Profile, { child: ChildProcess, port: number }>()
 for (const profile of PROFILES) {
   const child = spawn('./servers/slowloris-target.ts', { PROFILE: profile, JWT_SECRET: SECRET })
+  pin(child.pid, 0)
   const [ready] = await once(child, 'message') as [{ port: number }]
   servers.set(profile, { child, port: ready.port })
 }
@@ -67,6 +73,7 @@ const perKind: Record<AttackKind, number> = { upgrade_headers: COUNT / 2, post_n
 const attackers: ChildProcess[] = []
 for (let i = 0; i < ATTACKERS; i++) {
   const attacker = spawn('./loadgen/slowloris.ts')
+  pin(attacker.pid, 1)
   await once(attacker, 'message')
   attackers.push(attacker)
 }
@@ -216,7 +223,7 @@ const limit = /Max open files\s+(\d+)/.exec(readFileSync('/proc/self/limits', 'u
 const output = {
   benchmark: 'slow requests (slowloris): unfinished upgrades and endless bodies, with and without the hardening',
   command: 'npm run bench:slowloris',
-  machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version, open_files_per_process: Number(limit), load_average_1m_before: loadBefore[0], load_average_1m_after: loadAfter[0] },
+  machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version, open_files_per_process: Number(limit), load_average_1m_before: loadBefore[0], load_average_1m_after: loadAfter[0], pinned: PIN ? { servers_and_legitimate_client: 'cpu 0', attackers: 'cpu 1' } : false },
   attack: { connections_per_server: COUNT, rate_per_s_per_server: RATE, attacker_processes: ATTACKERS, source_addresses: Object.fromEntries(ATTACK_KINDS.map((kind) => [kind, attackers.map((_, i) => sourceAddress(kind, i))])), per_kind: perKind, trickle_ms: TRICKLE_MS, window_s: WINDOW_S, probe_every_ms: PROBE_MS },
   results
 }
