@@ -73,6 +73,9 @@ export const UpgradeRequiredError = createError<[string]>(
 )
 
 // Backplane
+export const RedisUnreachableError = createError<[string, string]>(
+  'FST_FANOUT_REDIS_UNREACHABLE', 'fastify-fanout: Redis at %s %s', 500
+)
 export const BackplaneDownError = createError<[number]>(
   'FST_FANOUT_BACKPLANE_DOWN',
   'Redis is unreachable: delivered on this instance only (%d connections), not to other instances', 503, Error, NO_STACK

@@ -89,6 +89,17 @@ t.test('Redis unreachable at start: registration fails and nothing is left recon
   t.teardown(() => app.close())
   const closedPort = await freePort() // nothing listens there
   const error = await app.register(fanout, { jwt: { secret: SECRET }, redis: `redis://127.0.0.1:${closedPort}` }).ready().then(() => undefined, (err: unknown) => err)
-  t.match(error, { code: 'FST_ERR_PLUGIN_TIMEOUT', message: /@fastify\/redis/ })
+  t.match(error, { code: 'FST_FANOUT_REDIS_UNREACHABLE', message: new RegExp(`Redis at redis://127\\.0\\.0\\.1:${closedPort} could not be reached within 500 ms: .*ECONNREFUSED`) })
   // If the client were still reconnecting, this test process would never exit and tap would time it out.
+})
+
+t.test('a wrong Redis password fails registration at once, naming Redis and not the password', async (t) => {
+  const redis = await startRedis(t, ['--requirepass', 'right-password'])
+  const app = Fastify()
+  t.teardown(() => app.close())
+  const started = Date.now()
+  const error = await app.register(fanout, { jwt: { secret: SECRET }, redis: `redis://:wrong-password@127.0.0.1:${redis.port}` }).ready().then(() => undefined, (err: unknown) => err)
+  t.match(error, { code: 'FST_FANOUT_REDIS_UNREACHABLE', message: /refused the connection: WRONGPASS/ })
+  t.notMatch((error as Error).message, /wrong-password/, 'the URL is named without its credentials')
+  t.ok(Date.now() - started < 2000, 'without waiting for a timeout')
 })

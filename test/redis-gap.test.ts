@@ -20,7 +20,11 @@ t.test('a lost subscription closes the instance\'s clients with 4011 and counts 
   t.match(reason, /messages may have been missed/)
   t.equal(onB.readyState, WebSocket.OPEN, "backplaneGap: 'keep' leaves clients open")
 
-  await until(async () => sample(await a.app.fanout.metricsRegistry.metrics(), 'fanout_backplane_gaps_total', 'phase="restored"') === 1, 'the subscription to come back')
+  // Both instances lost their subscriber; wait until both are back.
+  for (const instance of [a, b]) {
+    await until(async () => instance.app.fanout.backplaneUp &&
+      sample(await instance.app.fanout.metricsRegistry.metrics(), 'fanout_backplane_gaps_total', 'phase="restored"') === 1, 'the subscription to come back')
+  }
   const again = await connect(t, a.wsUrl, token({ sub: 'ann' }))
   const next = [nextMessage(again), nextMessage(onB)]
   t.equal((await broadcast(b.url, { data: 'after the gap' })).status, 202)

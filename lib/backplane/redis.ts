@@ -4,6 +4,7 @@ import { Redis, type Cluster, type RedisOptions } from 'ioredis'
 import { decodeEnvelope, encodeEnvelope } from './codec.js'
 import type { Backplane, Deliver, Envelope, GapListener } from './types.js'
 import type { FanoutMetrics } from '../metrics.js'
+import { RedisUnreachableError } from '../errors.js'
 import type { DeliveryResult } from '../types.js'
 
 /** A user list longer than this goes out once on the everyone-channel, filtered by each instance. */
@@ -250,6 +251,9 @@ export async function registerRedisBackplane (
   const own = 'client' in setting ? undefined : createClient(setting)
   const client = 'client' in setting ? setting.client : own as Redis
   try {
+    // Half the plugin timeout, so that our error, naming Redis, comes first.
+    const pluginTimeout = scope.initialConfig.pluginTimeout ?? 0
+    await connected(client, pluginTimeout > 0 ? pluginTimeout / 2 : DEFAULT_CONNECT_WAIT, describe(setting))
     await scope.register(fastifyRedis, { client, namespace: `fanout_${options.instanceId}`, closeClient: false })
   } catch (err) {
     own?.disconnect() // never connected: stop its reconnect attempts
@@ -261,6 +265,47 @@ export async function registerRedisBackplane (
     if (own !== undefined) await closeRedisClient(own)
   })
   return backplane
+}
+
+/** How long registration waits for Redis when the app has no plugin timeout. */
+const DEFAULT_CONNECT_WAIT = 10_000
+
+/**
+ * Resolves once the client is ready. Rejects with RedisUnreachableError when
+ * Redis answers the connection with an error (a wrong password or database
+ * fails at once), or when it cannot be reached within `wait` ms.
+ */
+async function connected (client: Redis | Cluster, wait: number, where: string): Promise<void> {
+  if (client.status === 'ready') return
+  let lastError: Error | undefined
+  await new Promise<void>((resolve, reject) => {
+    const done = (err?: Error): void => {
+      clearTimeout(timer)
+      client.off('ready', onReady)
+      client.off('error', onError)
+      if (err === undefined) resolve()
+      else reject(err)
+    }
+    const onReady = (): void => { done() }
+    const onError = (err: Error): void => {
+      lastError = err
+      // An answer from Redis itself (AUTH, SELECT): retrying cannot help.
+      if (err.name === 'ReplyError') done(new RedisUnreachableError(where, `refused the connection: ${err.message}`))
+    }
+    const timer = setTimeout(() => {
+      done(new RedisUnreachableError(where, `could not be reached within ${wait} ms${lastError === undefined ? '' : `: ${lastError.message}`}`))
+    }, wait)
+    client.on('ready', onReady)
+    client.on('error', onError)
+  })
+}
+
+/** Where Redis is, for messages ("Redis at %s"): the URL without credentials, or host:port. */
+function describe (setting: RedisSetting): string {
+  if ('url' in setting && setting.url !== undefined) return setting.url.replace(/\/\/[^@/]*@/, '//')
+  if ('client' in setting && 'isCluster' in setting.client && setting.client.isCluster) return "the cluster's startup nodes"
+  const options = 'client' in setting ? (setting.client as Redis).options ?? {} : setting.options
+  return `${options.host ?? '127.0.0.1'}:${options.port ?? 6379}`
 }
 
 function createClient ({ url, options }: { url?: string, options: RedisOptions }): Redis {
