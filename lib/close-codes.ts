@@ -1,3 +1,5 @@
+import { InvalidCloseCodeError, InvalidCloseReasonError } from './errors.js'
+
 /**
  * WebSocket close codes fastify-fanout sends. 1000-1015 are RFC 6455's;
  * 4000-4999 are private-use codes this plugin defines.
@@ -39,6 +41,17 @@ export function isApplicationCloseCode (code: unknown): code is number {
 
 /** A close frame's reason fits in its 125-byte payload after the 2-byte code. */
 export const MAX_CLOSE_REASON_BYTES = 123
+
+/** Whether `reason` fits a close frame: a string of at most 123 bytes of UTF-8. */
+export function isCloseReason (reason: unknown): reason is string {
+  return typeof reason === 'string' && Buffer.byteLength(reason) <= MAX_CLOSE_REASON_BYTES
+}
+
+/** Throws the plugin's TypeError for a code or reason an application may not close with. */
+export function assertCloseArguments (code: unknown, reason: unknown): void {
+  if (!isApplicationCloseCode(code)) throw new InvalidCloseCodeError(code)
+  if (!isCloseReason(reason)) throw new InvalidCloseReasonError(MAX_CLOSE_REASON_BYTES)
+}
 
 /** Why the server closes a connection on its own, whatever the endpoint's protocol. */
 export type ServerCloseReason = 'tokenExpired' | 'inboundLimit' | 'messageUnfinished' | 'slowConsumer' | 'messagesMissed'

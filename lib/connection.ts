@@ -1,8 +1,7 @@
 import type { Socket } from 'node:net'
 import { WebSocket } from 'ws'
 import type { FastifyBaseLogger } from 'fastify'
-import { CloseCode, isApplicationCloseCode, type CloseTable, type ServerCloseReason } from './close-codes.js'
-import { InvalidCloseCodeError } from './errors.js'
+import { assertCloseArguments, CloseCode, type CloseTable, type ServerCloseReason } from './close-codes.js'
 import type { Flusher } from './flusher.js'
 import type { OutboundFrame } from './frame.js'
 import type { FanoutMetrics } from './metrics.js'
@@ -81,6 +80,7 @@ export class Connection implements FanoutConnection {
   idleTicks = 0
   readonly #socket: WebSocket
   readonly #tcp: WebSocketInternals['_socket']
+  readonly #receiver: ReceiverInternals
   readonly #context: ConnectionContext
   /** Negotiated deflate window for shared compressed frames; 0 when deflate is off. */
   readonly #deflateBits: number
@@ -105,6 +105,7 @@ export class Connection implements FanoutConnection {
     this.connectedAt = Date.now()
     this.#socket = socket
     this.#tcp = (socket as unknown as WebSocketInternals)._socket
+    this.#receiver = (socket as unknown as WebSocketInternals)._receiver
     this.#deflateBits = negotiatedDeflateBits(socket)
     this.#context = context
     socket[kConnection] = this
@@ -181,7 +182,7 @@ export class Connection implements FanoutConnection {
   }
 
   close (code: number = CloseCode.DISCONNECTED, reason = 'disconnected by server'): void {
-    if (!isApplicationCloseCode(code)) throw new InvalidCloseCodeError(code)
+    assertCloseArguments(code, reason)
     this.closeWith(code, reason)
   }
 
@@ -215,7 +216,7 @@ export class Connection implements FanoutConnection {
    * still (or again, with none completed between) at a sweep `timeout` later.
    */
   messageStalled (now: number, timeout: number): boolean {
-    const receiver = (this.#socket as unknown as WebSocketInternals)._receiver
+    const receiver = this.#receiver
     const inProgress = receiver._fragmented !== 0 || receiver._totalPayloadLength > 0 || receiver._bufferedBytes > 0
     if (!inProgress) {
       this.#unfinishedSince = 0
@@ -252,8 +253,12 @@ export class Connection implements FanoutConnection {
 
   terminate (): void {
     // ws parses what a socket still holds when it closes: of a connection no
-    // longer read, that is flood, so it is dropped unparsed.
-    if (this.#stoppedReadingAt !== 0 && this.#tcp.readableLength > 0) this.#tcp.read(this.#tcp.readableLength)
+    // longer read, that is flood, so it is dropped unparsed (read() emits
+    // 'data' even on a paused socket: ws's listener goes first).
+    if (this.#stoppedReadingAt !== 0) {
+      this.#tcp.removeAllListeners('data')
+      if (this.#tcp.readableLength > 0) this.#tcp.read(this.#tcp.readableLength)
+    }
     this.#socket.terminate()
   }
 
@@ -266,9 +271,8 @@ export class Connection implements FanoutConnection {
    */
   #stopReading (): void {
     this.#socket.pause()
-    const receiver = (this.#socket as unknown as WebSocketInternals)._receiver
-    receiver._buffers.length = 0
-    receiver._bufferedBytes = 0
+    this.#receiver._buffers.length = 0
+    this.#receiver._bufferedBytes = 0
     this.#tcp.end()
     this.#stoppedReadingAt = Date.now()
   }

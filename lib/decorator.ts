@@ -1,5 +1,5 @@
-import { CloseCode, isApplicationCloseCode, MAX_CLOSE_REASON_BYTES } from './close-codes.js'
-import { InvalidArgumentError, InvalidCloseCodeError, InvalidCloseReasonError } from './errors.js'
+import { assertCloseArguments, CloseCode } from './close-codes.js'
+import { InvalidArgumentError } from './errors.js'
 import type { Fanout } from './fanout.js'
 import type { FanoutMetrics } from './metrics.js'
 import type { Registry } from './registry.js'
@@ -31,8 +31,7 @@ export function createDecorator (registry: Registry, fanout: Fanout, metrics: Fa
     },
     async disconnectUser (userId, code = CloseCode.DISCONNECTED, reason = 'disconnected by server') {
       assertUserId('userId', userId)
-      if (!isApplicationCloseCode(code)) throw new InvalidCloseCodeError(code)
-      if (typeof reason !== 'string' || Buffer.byteLength(reason) > MAX_CLOSE_REASON_BYTES) throw new InvalidCloseReasonError(MAX_CLOSE_REASON_BYTES)
+      assertCloseArguments(code, reason)
       const { id, delivered, instances, partial } = await fanout.disconnect(userId, code, reason)
       return { id, disconnected: delivered, instances, partial }
     },

@@ -95,7 +95,7 @@ export function registerEndpoint (scope: FastifyInstance, context: EndpointConte
       socket.close(CloseCode.TOO_MANY_USER_CONNECTIONS, 'too many connections for this user')
       return
     }
-    const connection = new Connection(context.nextConnectionId(), identity.userId, identity.claims, expiresAt(identity.claims), socket, context.connections)
+    const connection = new Connection(context.nextConnectionId(), identity.userId, identity.claims, expiresAt(identity.claims, options.clockTolerance), socket, context.connections)
     registry.add(connection)
     metrics.connectionsAccepted.inc()
   }
@@ -110,7 +110,11 @@ export function registerEndpoint (scope: FastifyInstance, context: EndpointConte
   })
 }
 
-/** When the token's authority ends, in ms: its `exp` (seconds), or never without one. */
-function expiresAt (claims: TokenClaims): number {
-  return typeof claims.exp === 'number' && Number.isFinite(claims.exp) ? claims.exp * 1000 : Infinity
+/**
+ * When the token's authority ends, in ms: its `exp` (seconds) plus the clock
+ * tolerance its verification allowed, so that a token just admitted is not
+ * closed at the next tick; never without `exp`.
+ */
+function expiresAt (claims: TokenClaims, clockTolerance: number): number {
+  return typeof claims.exp === 'number' && Number.isFinite(claims.exp) ? claims.exp * 1000 + clockTolerance : Infinity
 }

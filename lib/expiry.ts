@@ -26,8 +26,7 @@ export class ExpiryWheel<T extends Expiring> {
 
   add (item: T): void {
     if (item.expiresAt === Infinity) return
-    // A deadline already swept past goes into the next sweep.
-    const second = Math.max(secondOf(item.expiresAt), this.#next)
+    const second = this.#bucketOf(item)
     const bucket = this.#buckets.get(second)
     if (bucket === undefined) this.#buckets.set(second, new Set([item]))
     else bucket.add(item)
@@ -37,9 +36,14 @@ export class ExpiryWheel<T extends Expiring> {
     if (item.expiresAt === Infinity) return
     // The bucket `add` chose, unless a sweep has since taken the item (then
     // it is in no bucket and this finds nothing to delete).
-    const second = Math.max(secondOf(item.expiresAt), this.#next)
+    const second = this.#bucketOf(item)
     const bucket = this.#buckets.get(second)
     if (bucket?.delete(item) === true && bucket.size === 0) this.#buckets.delete(second)
+  }
+
+  // A deadline in a second already swept goes into the current one.
+  #bucketOf (item: T): number {
+    return Math.max(secondOf(item.expiresAt), this.#next)
   }
 
   /** Removes and returns everything whose deadline has passed by `now`. */

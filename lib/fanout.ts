@@ -97,8 +97,8 @@ export class Fanout {
   #disconnect (envelope: Envelope, { code, reason }: { code: number, reason: string }): LocalDelivery {
     let closed = 0
     for (const userId of envelope.users ?? []) {
-      // Copy first: closing removes connections from the live set.
-      for (const connection of [...this.#registry.ofUser(userId)]) {
+      // Closing starts the handshake; the connection leaves the set on ws's 'close', later.
+      for (const connection of this.#registry.ofUser(userId)) {
         connection.closeWith(code, reason)
         closed++
       }

@@ -23,8 +23,8 @@ export interface HousekeepingOptions {
  * - closes connections whose token expired, from the registry's
  *   expiry index, so only what expired is touched;
  * - closes connections that left a message unfinished for `messageTimeout`
- *   (which would otherwise pin its buffers forever, since their pings
- *   keep them alive;
+ *   (it would otherwise pin its buffers forever, since pings keep the
+ *   connection alive);
  * - starts a new window of every connection's inbound budget, and destroys
  *   the sockets of connections closed for exceeding it a second earlier
  *   (they are no longer read, so their close handshake cannot finish);

@@ -58,7 +58,7 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
   await fastify.register(fastifyWebsocket, {
     options: websocketServerOptions(options),
     // Replaces @fastify/websocket's default (close without a code): refuse new
-    // upgrades, stop pinging, then 1001 to everyone and wait for them.
+    // upgrades, stop housekeeping (pings, expiry), then 1001 to everyone and wait for them.
     async preClose () {
       closing = true
       housekeeping.stop()

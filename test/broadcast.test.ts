@@ -160,6 +160,7 @@ t.test('decorator: sendTo, sendToUser, broadcast, disconnectUser', async (t) => 
   await t.rejects(app.fanout.broadcast(10n), { code: 'FST_FANOUT_INVALID_MESSAGE' })
   await t.rejects(app.fanout.disconnectUser('alice', 1006), { code: 'FST_FANOUT_INVALID_CLOSE_CODE' })
   await t.rejects(app.fanout.disconnectUser('alice', 4000, 'x'.repeat(124)), { code: 'FST_FANOUT_INVALID_CLOSE_REASON' })
+  t.throws(() => aliceConnection.close(4000, 'é'.repeat(62)), { code: 'FST_FANOUT_INVALID_CLOSE_REASON' }, '124 bytes of UTF-8, from a connection too')
 
   const closing = new Promise<[number, string]>((resolve) => alice.once('close', (code, reason) => resolve([code, reason.toString()])))
   t.match(await app.fanout.disconnectUser('alice', 4403, 'banned'), { disconnected: 1, instances: 1 })

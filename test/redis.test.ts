@@ -141,6 +141,16 @@ t.test('an ioredis client given to the plugin is used and left open', async (t) 
   t.equal(await client.ping(), 'PONG')
 })
 
+t.test('an app client made with lazyConnect is connected by the plugin', async (t) => {
+  const redis = await startRedis(t)
+  const client = new Redis({ port: redis.port, host: '127.0.0.1', lazyConnect: true })
+  t.teardown(() => { client.disconnect() })
+  const built = await build(t, { redis: client, channelPrefix: randomPrefix() })
+  const ws = await connect(t, built.wsUrl)
+  await built.app.fanout.broadcast('lazily connected')
+  t.equal((await nextMessage(ws)).data, 'lazily connected')
+})
+
 t.test('readiness and metrics follow the backplane', async (t) => {
   const redis = await startRedis(t)
   const [a] = await instances(t, redis.url, 1) as [Built]

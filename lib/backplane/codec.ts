@@ -1,5 +1,5 @@
 import { isUtf8 } from 'node:buffer'
-import { isApplicationCloseCode, MAX_CLOSE_REASON_BYTES } from '../close-codes.js'
+import { isApplicationCloseCode, isCloseReason } from '../close-codes.js'
 import type { Envelope } from './types.js'
 
 // An envelope on Redis: one line of JSON naming the message and its targets,
@@ -64,8 +64,7 @@ function isHeader (value: unknown): value is Header {
 }
 
 function isDisconnect (value: unknown): boolean {
-  return Array.isArray(value) && value.length === 2 && isApplicationCloseCode(value[0]) &&
-    typeof value[1] === 'string' && Buffer.byteLength(value[1]) <= MAX_CLOSE_REASON_BYTES
+  return Array.isArray(value) && value.length === 2 && isApplicationCloseCode(value[0]) && isCloseReason(value[1])
 }
 
 function isStringList (value: unknown): value is string[] {

@@ -277,6 +277,8 @@ const DEFAULT_CONNECT_WAIT = 10_000
  */
 async function connected (client: Redis | Cluster, wait: number, where: string): Promise<void> {
   if (client.status === 'ready') return
+  // A client made with lazyConnect waits for its first command: start it.
+  if (client.status === 'wait') client.connect().catch(() => {}) // failures arrive as 'error' below
   let lastError: Error | undefined
   await new Promise<void>((resolve, reject) => {
     const done = (err?: Error): void => {
