@@ -3,6 +3,7 @@ import { WebSocket } from 'ws'
 import type { FastifyBaseLogger } from 'fastify'
 import { assertCloseArguments, CloseCode, type CloseTable, type ServerCloseReason } from './close-codes.js'
 import type { Flusher } from './flusher.js'
+import type { HousekeepingView } from './housekeeping.js'
 import type { OutboundFrame } from './frame.js'
 import type { FanoutMetrics } from './metrics.js'
 import type { Registry } from './registry.js'
@@ -22,6 +23,8 @@ export interface ConnectionContext {
   readonly inbound: false | { readonly messages: number, readonly bytes: number }
   /** The endpoint's close code for each reason the server closes on its own. */
   readonly closes: CloseTable
+  /** The housekeeping timer's side that connections see: the budget window, and sockets to destroy. */
+  readonly housekeeping: HousekeepingView
   /** Encodes `data` and writes it to `connection`, counting it like any message. */
   readonly send: (connection: Connection, data: unknown) => boolean
   /** Writes queued frames to sockets, a slice per event-loop turn. */
@@ -89,7 +92,8 @@ export class Connection implements FanoutConnection {
   #queuedBytes = 0
   /** The code the server closed with, when it closed first (ws reports the peer's). */
   #closeCode: number | undefined
-  /** Frames and bytes received in the current one-second window (see `resetInbound`). */
+  /** Frames and bytes received in the inbound window numbered #inboundWindow. */
+  #inboundWindow = -1
   #inboundFrames = 0
   #inboundBytes = 0
   /** When a housekeeping sweep first saw the current message unfinished; 0: none. */
@@ -204,16 +208,10 @@ export class Connection implements FanoutConnection {
     this.#socket.ping()
   }
 
-  /** Starts a new one-second window of the inbound budget. */
-  resetInbound (): void {
-    this.#inboundFrames = 0
-    this.#inboundBytes = 0
-  }
-
   /**
    * Whether a message the client started has stayed unfinished for `timeout`
-   * ms, judged at housekeeping sweeps: a message in progress at one sweep and
-   * still (or again, with none completed between) at a sweep `timeout` later.
+   * ms, judged at housekeeping walks: a message in progress at one walk and
+   * still (or again, with none completed between) at a walk `timeout` later.
    */
   messageStalled (now: number, timeout: number): boolean {
     const receiver = this.#receiver
@@ -244,6 +242,13 @@ export class Connection implements FanoutConnection {
     const budget = this.#context.inbound
     if (budget === false) return true
     if (this.#socket.readyState !== WebSocket.OPEN) return false
+    // Counted per window of the housekeeping timer: a new window starts the count again.
+    const window = this.#context.housekeeping.window
+    if (window !== this.#inboundWindow) {
+      this.#inboundWindow = window
+      this.#inboundFrames = 0
+      this.#inboundBytes = 0
+    }
     if (++this.#inboundFrames <= budget.messages && (this.#inboundBytes += bytes) <= budget.bytes) return true
     this.#context.log.info({ connectionId: this.id, userId: this.userId }, 'fanout: inbound budget exceeded, closing')
     this.closeFor('inboundLimit')
@@ -275,6 +280,7 @@ export class Connection implements FanoutConnection {
     this.#receiver._bufferedBytes = 0
     this.#tcp.end()
     this.#stoppedReadingAt = Date.now()
+    this.#context.housekeeping.unread.add(this)
   }
 
   // Listeners shared by every socket: `this` is the socket that emitted.
@@ -307,6 +313,7 @@ export class Connection implements FanoutConnection {
     const connection = this[kConnection]
     if (connection === undefined) return
     const context = connection.#context
+    context.housekeeping.unread.delete(connection)
     if (connection.#queue !== null) {
       context.metrics.dropped('not_open', connection.#queue.length)
       connection.#queue = null

@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify'
+import type { Connection } from './connection.js'
 import type { FanoutMetrics } from './metrics.js'
 import type { Registry } from './registry.js'
 
@@ -16,23 +17,34 @@ export interface HousekeepingOptions {
   readonly messageTimeout: number
 }
 
+/** What connections read of the housekeeping timer. */
+export interface HousekeepingView {
+  /** Number of the current one-second window of the inbound budget. */
+  readonly window: number
+  /** Connections the server stopped reading (over their budget), until their socket is destroyed. */
+  readonly unread: Set<Connection>
+}
+
 /**
  * One timer for every connection-level deadline (not one per connection),
  * unref'd so that it never keeps a process alive. Each tick, at most a
- * second apart:
- * - closes connections whose token expired, from the registry's
- *   expiry index, so only what expired is touched;
- * - closes connections that left a message unfinished for `messageTimeout`
- *   (it would otherwise pin its buffers forever, since pings keep the
- *   connection alive);
- * - starts a new window of every connection's inbound budget, and destroys
- *   the sockets of connections closed for exceeding it a second earlier
- *   (they are no longer read, so their close handshake cannot finish);
- * - every `heartbeatInterval`, pings every connection and terminates those
- *   that have sent nothing (frame, ping or pong) for two whole intervals:
- *   their peer vanished without closing TCP.
+ * second apart, touches only what is due:
+ * - closes connections whose token expired, from the registry's expiry
+ *   index;
+ * - starts a new window of the inbound budget (a number connections compare
+ *   with their own: no walk over them), and destroys the sockets of
+ *   connections closed for exceeding it a second earlier (they are no longer
+ *   read, so their close handshake cannot finish);
+ * - every `messageTimeout / 2`, walks the connections to close those that
+ *   left a message unfinished for `messageTimeout` (it would otherwise pin
+ *   its buffers forever, since pings keep the connection alive);
+ * - every `heartbeatInterval`, in the same walk, pings every connection and
+ *   terminates those that have sent nothing (frame, ping or pong) for two
+ *   whole intervals: their peer vanished without closing TCP.
  */
-export class Housekeeping {
+export class Housekeeping implements HousekeepingView {
+  readonly unread = new Set<Connection>()
+  #window = 0
   readonly #options: HousekeepingOptions
   readonly #registry: Registry
   readonly #metrics: FanoutMetrics
@@ -40,6 +52,7 @@ export class Housekeeping {
   readonly #period: number
   #timer: NodeJS.Timeout | undefined
   #lastHeartbeat = 0
+  #lastStallCheck = 0
   #lastWindow = 0
 
   constructor (options: HousekeepingOptions, registry: Registry, metrics: FanoutMetrics, log: FastifyBaseLogger) {
@@ -50,9 +63,13 @@ export class Housekeeping {
     this.#period = options.heartbeatInterval === 0 ? SECOND : Math.min(SECOND, options.heartbeatInterval)
   }
 
+  get window (): number {
+    return this.#window
+  }
+
   start (): void {
     if (this.#timer !== undefined) return
-    this.#lastHeartbeat = this.#lastWindow = Date.now()
+    this.#lastHeartbeat = this.#lastStallCheck = this.#lastWindow = Date.now()
     this.#timer = setInterval(() => { this.#tick(Date.now()) }, this.#period)
     this.#timer.unref()
   }
@@ -67,21 +84,24 @@ export class Housekeeping {
       this.#log.debug({ connectionId: connection.id, userId: connection.userId }, 'fanout: token expired, closing')
       connection.closeFor('tokenExpired')
     }
+    if (this.#due(now, this.#lastWindow, SECOND)) {
+      this.#lastWindow = now
+      this.#window++
+    }
+    for (const connection of this.unread) {
+      if (!connection.abandoned(now, ABANDON_GRACE)) continue
+      this.unread.delete(connection)
+      connection.terminate()
+    }
 
-    // Timer ticks drift a little late, never early: allow a tenth of a period.
-    const heartbeat = this.#options.heartbeatInterval !== 0 &&
-      now - this.#lastHeartbeat >= this.#options.heartbeatInterval - this.#period / 10
+    const heartbeat = this.#options.heartbeatInterval !== 0 && this.#due(now, this.#lastHeartbeat, this.#options.heartbeatInterval)
     if (heartbeat) this.#lastHeartbeat = now
-    const newWindow = now - this.#lastWindow >= SECOND - this.#period / 10
-    if (newWindow) this.#lastWindow = now
+    const stallCheck = this.#due(now, this.#lastStallCheck, this.#options.messageTimeout / 2)
+    if (stallCheck) this.#lastStallCheck = now
+    if (!heartbeat && !stallCheck) return
 
     for (const connection of this.#registry.values()) {
-      if (connection.abandoned(now, ABANDON_GRACE)) {
-        connection.terminate()
-        continue
-      }
-      if (newWindow) connection.resetInbound()
-      if (connection.messageStalled(now, this.#options.messageTimeout)) {
+      if (stallCheck && connection.messageStalled(now, this.#options.messageTimeout)) {
         this.#log.debug({ connectionId: connection.id, userId: connection.userId }, 'fanout: message unfinished, closing')
         connection.closeFor('messageUnfinished')
         continue
@@ -96,5 +116,10 @@ export class Housekeeping {
       connection.idleTicks++
       connection.ping()
     }
+  }
+
+  // Timer ticks drift a little late, never early: allow a tenth of a period.
+  #due (now: number, last: number, every: number): boolean {
+    return now - last >= every - this.#period / 10
   }
 }

@@ -106,6 +106,7 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
         closeSlowConsumers: options.slowConsumer === 'close',
         inbound: options.inbound,
         closes: WS_CLOSES,
+        housekeeping,
         send: (connection, data) => engine.sendToConnection(connection, data),
         flusher
       },
