@@ -25,7 +25,7 @@ import { cpus } from 'node:os'
 import { createHistogram } from 'node:perf_hooks'
 import { createSigner } from 'fast-jwt'
 import { WebSocket } from 'ws'
-import { ask, PIN, pin, sleep, spawn } from './harness.js'
+import { ask, PIN, pin, sleep, start } from './harness.js'
 import type { FloodConfig } from './loadgen/flooder.js'
 
 const SECRET = 'bench-secret-bench-secret-bench-secret'
@@ -48,12 +48,10 @@ const scenarios: Scenario[] = [
 
 async function startServer (options: Record<string, unknown>): Promise<{ child: ChildProcess, port: number }> {
   // The plugin's own defaults (heartbeats on), not the fan-out benchmark's.
-  const child = spawn('./servers/fanout.ts', {
+  const { child, ready } = await start('./servers/fanout.ts', {
     JWT_SECRET: SECRET,
     FANOUT_OPTIONS: JSON.stringify({ heartbeatInterval: 30_000, maxBufferedBytes: 1024 * 1024, ...options })
-  })
-  pin(child.pid, 0)
-  const [ready] = await once(child, 'message') as [{ port: number }]
+  }, 0)
   return { child, port: ready.port }
 }
 
@@ -61,9 +59,7 @@ async function startFlood (port: number): Promise<Array<Promise<Record<string, u
   const path = `/ws?token=${sign({ sub: 'flooder' })}`
   const results: Array<Promise<Record<string, unknown>>> = []
   for (let i = 0; i < FLOOD_PROCESSES; i++) {
-    const child = spawn('./loadgen/flooder.ts')
-    pin(child.pid, 1)
-    await once(child, 'message')
+    const { child } = await start('./loadgen/flooder.ts', {}, 1)
     const config: FloodConfig = {
       host: '127.0.0.1',
       port,

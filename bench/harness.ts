@@ -25,6 +25,14 @@ export function pin (pid: number | undefined, cpu: number): void {
   if (PIN && pid !== undefined) execFileSync('taskset', ['-pc', String(cpu), String(pid)], { stdio: 'ignore' })
 }
 
+/** Spawns a benchmark process, pins it to `cpu` (when given), and resolves with its ready message. */
+export async function start<R = { port: number }> (script: string, env: Record<string, string> = {}, cpu?: number): Promise<{ child: ChildProcess, ready: R }> {
+  const child = spawn(script, env)
+  if (cpu !== undefined) pin(child.pid, cpu)
+  const [ready] = await once(child, 'message') as [R]
+  return { child, ready }
+}
+
 export async function ask<T> (child: ChildProcess, message: object): Promise<T> {
   const reply = once(child, 'message') as Promise<[T]>
   child.send(message)

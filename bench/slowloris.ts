@@ -32,7 +32,7 @@ import { request } from 'node:http'
 import { cpus, loadavg } from 'node:os'
 import { createSigner } from 'fast-jwt'
 import { WebSocket } from 'ws'
-import { ask, PIN, pin, sleep, spawn } from './harness.js'
+import { ask, PIN, pin, sleep, start } from './harness.js'
 import { ATTACK_KINDS, sourceAddress, type AttackConfig, type AttackKind, type KindReport } from './loadgen/slowloris.js'
 
 // A little over the servers' 20,000 files, so that a server that holds
@@ -60,9 +60,7 @@ const attackerToken = sign({ sub: 'leaked-service', scope: 'broadcast' })
 // ---- the servers ----
 const servers = new Map<Profile, { child: ChildProcess, port: number }>()
 for (const profile of PROFILES) {
-  const child = spawn('./servers/slowloris-target.ts', { PROFILE: profile, JWT_SECRET: SECRET })
-  pin(child.pid, 0)
-  const [ready] = await once(child, 'message') as [{ port: number }]
+  const { child, ready } = await start('./servers/slowloris-target.ts', { PROFILE: profile, JWT_SECRET: SECRET }, 0)
   servers.set(profile, { child, port: ready.port })
 }
 const serverOf = (profile: Profile): { child: ChildProcess, port: number } => servers.get(profile) as { child: ChildProcess, port: number }
@@ -72,10 +70,7 @@ const share = (total: number, i: number): number => Math.floor(total / ATTACKERS
 const perKind: Record<AttackKind, number> = { upgrade_headers: COUNT / 2, post_no_token: COUNT / 4, post_token_trickle: COUNT / 4 }
 const attackers: ChildProcess[] = []
 for (let i = 0; i < ATTACKERS; i++) {
-  const attacker = spawn('./loadgen/slowloris.ts')
-  pin(attacker.pid, 1)
-  await once(attacker, 'message')
-  attackers.push(attacker)
+  attackers.push((await start('./loadgen/slowloris.ts', {}, 1)).child)
 }
 const started = Date.now()
 const attackReports = attackers.map(async (attacker, i) => {
