@@ -63,6 +63,8 @@ export function selectProtocol (protocols: Set<string>): string | false {
 const SERVER_SIDE_CODES = new Set(['FAST_JWT_INVALID_OPTION', 'FAST_JWT_KEY_FETCHING_ERROR', 'FAST_JWT_SIGN_ERROR'])
 // Claims whose time checks must not be skipped by a value that is not a date.
 const DATE_CLAIMS = ['exp', 'nbf'] as const
+// Every time claim fast-jwt formats as a date when a check fails.
+const TIME_CLAIMS = [...DATE_CLAIMS, 'iat'] as const
 // The most seconds from 1970 a JavaScript Date holds (year 275760).
 const MAX_DATE_SECONDS = 8.64e12
 
@@ -148,7 +150,7 @@ function dateClaimOutOfRange (token: string): string | undefined {
     return undefined
   }
   if (claims === null || typeof claims !== 'object') return undefined
-  return ['exp', 'nbf', 'iat'].find((claim) => {
+  return TIME_CLAIMS.find((claim) => {
     const value = (claims as TokenClaims)[claim]
     return typeof value === 'number' && !isDateValue(value)
   })
