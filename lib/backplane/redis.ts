@@ -92,13 +92,6 @@ export class RedisBackplane implements Backplane {
     this.#publisher.on('error', onPublisherError)
     this.#publisherListeners.push(['error', onPublisherError])
 
-    // A subscriber connection that drops (Redis restarting, or closing a
-    // subscriber that fell behind its output buffer limit) misses whatever is
-    // published until ioredis has reconnected and resubscribed.
-    const lost = (): void => { this.#gap(false) }
-    for (const event of ['close', 'end', 'reconnecting']) subscriber.on(event, lost)
-    subscriber.on('ready', () => { this.#gap(true) })
-
     await this.#subscribe(this.#allChannel)
     await this.#subscribe(this.#instanceChannel)
     this.#started = true
@@ -199,8 +192,13 @@ export class RedisBackplane implements Backplane {
     this.#onGap(listening ? 'restored' : 'lost')
   }
 
+  /** Follows the connections' state (every ready, close, end and reconnecting of either). */
   #refreshState (): void {
     if (this.#closing) return
+    // A subscriber connection that drops (Redis restarting, or closing a
+    // subscriber that fell behind its output buffer limit) misses whatever is
+    // published until ioredis has reconnected and resubscribed.
+    this.#gap(this.#subscriber?.status === 'ready')
     const up = this.#publisher.status === 'ready' && this.#subscriber?.status === 'ready'
     if (up === this.#up) return
     this.#up = up
