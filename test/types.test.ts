@@ -2,7 +2,7 @@
 // line marked as an expected error must stay an error.
 import t from 'tap'
 import Fastify from 'fastify'
-import fanout, { CloseCode, type DeliveryResult, type FanoutConnection, type FanoutOptions, type MessageFrame } from '../lib/index.js'
+import fanout, { type BackplaneGapPolicy, CloseCode, type DeliveryResult, type DisconnectResult, type FanoutConnection, type FanoutOptions, type InboundBudget, type MessageFrame } from '../lib/index.js'
 import { SECRET } from './helpers.js'
 
 t.test('the decorator is typed through declaration merging', async (t) => {
@@ -26,4 +26,20 @@ t.test('the decorator is typed through declaration merging', async (t) => {
   // @ts-expect-error users is a list of ids (from JavaScript: a rejected promise)
   await t.rejects(app.fanout.broadcast(1, { users: 'a' }), { code: 'FST_FANOUT_INVALID_ARGUMENT' })
   t.ok(bad !== undefined && missing !== undefined)
+})
+
+t.test('hardening options and results are typed', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  const inbound: InboundBudget = { messages: 10 }
+  const gap: BackplaneGapPolicy = 'keep'
+  await app.register(fanout, { jwt: { secret: SECRET }, inbound, messageTimeout: 5000, backplaneGap: gap })
+  await app.ready()
+  const result: DisconnectResult = await app.fanout.disconnectUser('nobody', CloseCode.TOKEN_EXPIRED, 'bye')
+  t.same([result.disconnected, result.instances], [0, 1])
+  // @ts-expect-error backplaneGap takes 'close' or 'keep'
+  const bad: FanoutOptions = { jwt: { secret: SECRET }, backplaneGap: 'ignore' }
+  // @ts-expect-error disconnectUser resolves with a result, not a number
+  const count: number = await app.fanout.disconnectUser('nobody')
+  t.ok(bad !== undefined && count !== undefined)
 })
