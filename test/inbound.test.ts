@@ -126,7 +126,7 @@ t.test('a connection is closed with 4001 within a second of its token\'s exp plu
   const late = Date.now() - exp * 1000
   t.equal(code, 4001)
   t.equal(reason, 'token expired')
-  t.ok(late >= 500 && late <= 1500 + 200, `closed ${late} ms after exp (tolerance 500 ms, one tick of 1 s)`)
+  t.ok(late >= 500 && late <= 1500 + 700, `closed ${late} ms after exp (tolerance 500 ms, then one tick of 1 s; 700 ms for a busy machine)`)
   t.equal(lasting.readyState, lasting.OPEN, 'no exp: not closed')
   t.equal(later.readyState, later.OPEN, 'a later exp: not yet')
   await until(() => app.fanout.size === 2, 'the expired connection to leave the registry')
