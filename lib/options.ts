@@ -6,7 +6,7 @@ import type { IMetricsPluginOptions } from 'fastify-metrics'
 import { InvalidOptionError } from './errors.js'
 import { parseOriginPolicy, type OriginPolicy } from './origin.js'
 import type { RedisSetting } from './backplane/redis.js'
-import type { BackplaneGapPolicy, FanoutOptions, MetricsOptions, SlowConsumerPolicy } from './types.js'
+import type { BackplaneGapPolicy, CompressionOptions, FanoutOptions, InboundBudget, MetricsListenOptions, MetricsOptions, SlowConsumerPolicy } from './types.js'
 
 /** Options after defaults and validation: every field present, frozen. */
 export interface ResolvedOptions {
@@ -112,17 +112,17 @@ const optionNames: Record<keyof FanoutOptions, true> = {
 }
 export const OPTION_NAMES: readonly string[] = Object.freeze(Object.keys(optionNames))
 
+// The same for the options that are objects of their own.
+const compressionNames: Record<keyof CompressionOptions, true> = { threshold: true, level: true }
+const inboundNames: Record<keyof InboundBudget, true> = { messages: true, bytes: true }
+const metricsNames: Record<keyof MetricsOptions, true> = { registry: true, serve: true, endpoint: true, listen: true, fastifyMetrics: true }
+const listenNames: Record<keyof MetricsListenOptions, true> = { port: true, host: true }
+
 export function resolveOptions (options: FanoutOptions): ResolvedOptions {
   if (options === null || typeof options !== 'object') {
     throw new InvalidOptionError('options', 'must be an object with at least `jwt: { secret }`')
   }
-  for (const name of Object.keys(options)) {
-    if (!OPTION_NAMES.includes(name)) {
-      const suggestion = closestName(name, OPTION_NAMES)
-      const hint = suggestion === undefined ? `the options are ${OPTION_NAMES.join(', ')}` : `did you mean \`${suggestion}\`?`
-      throw new InvalidOptionError(name, `is unknown; ${hint}`)
-    }
-  }
+  knownNames('', options, OPTION_NAMES)
   const jwt = options.jwt
   if (jwt === null || typeof jwt !== 'object' || jwt.secret === undefined || jwt.secret === null || jwt.secret === '') {
     throw new InvalidOptionError('jwt', 'must be @fastify/jwt options with a `secret` (e.g. `jwt: { secret: process.env.JWT_SECRET }`)')
@@ -260,6 +260,7 @@ function compression (value: FanoutOptions['compression']): ResolvedOptions['com
   if (value === null || typeof value !== 'object') {
     throw new InvalidOptionError('compression', 'must be false, true or { threshold, level }')
   }
+  knownNames('compression.', value, Object.keys(compressionNames))
   return Object.freeze({
     threshold: integer('compression.threshold', value.threshold ?? defaults.compressionThreshold, 0, 2 ** 31 - 1, 'bytes'),
     level: integer('compression.level', value.level ?? defaults.compressionLevel, 1, 9, 'zlib level')
@@ -272,6 +273,7 @@ function inbound (value: FanoutOptions['inbound']): ResolvedOptions['inbound'] {
   if (value === null || typeof value !== 'object') {
     throw new InvalidOptionError('inbound', 'must be false or { messages, bytes } (per second, per connection)')
   }
+  knownNames('inbound.', value, Object.keys(inboundNames))
   return Object.freeze({
     messages: integer('inbound.messages', value.messages ?? defaults.inboundMessages, 1, 2 ** 31 - 1, 'frames per second'),
     bytes: integer('inbound.bytes', value.bytes ?? defaults.inboundBytes, 1, 2 ** 31 - 1, 'bytes per second')
@@ -284,6 +286,7 @@ function metrics (value: FanoutOptions['metrics']): ResolvedOptions['metrics'] {
   if (value === null || typeof value !== 'object') {
     throw new InvalidOptionError('metrics', 'must be true, false or { registry, serve, endpoint, listen, fastifyMetrics }')
   }
+  knownNames('metrics.', value, Object.keys(metricsNames))
   // Duck-typed: the app may hold its own copy of prom-client.
   if (value.registry !== undefined && typeof value.registry?.registerMetric !== 'function') {
     throw new InvalidOptionError('metrics.registry', 'must be a prom-client Registry')
@@ -302,10 +305,21 @@ function metricsListen (value: MetricsOptions['listen']): ResolvedOptions['metri
   if (value === null || typeof value !== 'object') {
     throw new InvalidOptionError('metrics.listen', 'must be { port, host? }: an internal address to serve metrics on, e.g. { port: 9091, host: \'127.0.0.1\' }')
   }
+  knownNames('metrics.listen.', value, Object.keys(listenNames))
   return Object.freeze({
     port: integer('metrics.listen.port', value.port, 1, 65535, 'a TCP port'),
     host: nonEmptyString('metrics.listen.host', value.host ?? defaults.metricsHost)
   })
+}
+
+/** Refuses a name of `value` that is not in `known` (a typo would otherwise be silently ignored). */
+function knownNames (prefix: string, value: object, known: readonly string[]): void {
+  for (const name of Object.keys(value)) {
+    if (known.includes(name)) continue
+    const suggestion = closestName(name, known)
+    const hint = suggestion === undefined ? `the options are ${known.join(', ')}` : `did you mean \`${prefix}${suggestion}\`?`
+    throw new InvalidOptionError(prefix + name, `is unknown; ${hint}`)
+  }
 }
 
 // The known name closest to a misspelt one (at most a few edits away), for the error message.

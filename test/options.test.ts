@@ -48,7 +48,11 @@ t.test('bad options fail at register time with FST_FANOUT_INVALID_OPTION and say
     ['typo maxConnection', { jwt, maxConnection: 5 }, /option `maxConnection` is unknown; did you mean `maxConnections`\?/],
     ['typo allowedOrigin', { jwt, allowedOrigin: ['https://a.example'] }, /option `allowedOrigin` is unknown; did you mean `allowedOrigins`\?/],
     ['wrong case', { jwt, MaxPayload: 5 }, /did you mean `maxPayload`\?/],
-    ['unknown, nothing close', { jwt, websocket: {} }, /option `websocket` is unknown; the options are jwt, path, broadcastPath, /]
+    ['unknown, nothing close', { jwt, websocket: {} }, /option `websocket` is unknown; the options are jwt, path, broadcastPath, /],
+    ['nested typo compression.treshold', { jwt, compression: { treshold: 10 } }, /option `compression.treshold` is unknown; did you mean `compression.threshold`\?/],
+    ['nested typo inbound.message', { jwt, inbound: { message: 10 } }, /option `inbound.message` is unknown; did you mean `inbound.messages`\?/],
+    ['nested typo metrics.registy', { jwt, metrics: { registy: {} } }, /option `metrics.registy` is unknown; did you mean `metrics.registry`\?/],
+    ['nested typo metrics.listen.prot', { jwt, metrics: { listen: { prot: 9091 } } }, /option `metrics.listen.prot` is unknown; did you mean `metrics.listen.port`\?/]
   ]
   for (const [name, options, message] of cases) {
     const error = await register(options).then(() => undefined, (err: unknown) => err)
