@@ -3,7 +3,7 @@ import { execFileSync, fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { cpus } from 'node:os'
 import { fileURLToPath } from 'node:url'
-import { BUCKET_BASE_MS, BUCKET_GROWTH } from './loadgen/histogram.js'
+import { merge, percentileMs, type LatencyHistogram } from './loadgen/histogram.js'
 
 const here = (path: string): string => fileURLToPath(new URL(path, import.meta.url))
 export const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
@@ -39,32 +39,28 @@ export async function ask<T> (child: ChildProcess, message: object): Promise<T> 
   return (await reply)[0]
 }
 
-export interface Report { connected: number, failed: number, received: number, histogram: number[] }
+/** What a load-generator process reports: counts, and its latency histogram encoded. */
+export interface Report { connected: number, failed: number, received: number, histogram: string }
 
-export function percentiles (histogram: number[]): Record<string, number | null> {
-  const total = histogram.reduce((a, b) => a + b, 0)
-  const at = (p: number): number | null => {
-    if (total === 0) return null
-    let seen = 0
-    for (let i = 0; i < histogram.length; i++) {
-      seen += histogram[i] as number
-      if (seen >= p * total) return Math.round(BUCKET_BASE_MS * BUCKET_GROWTH ** (i + 1) * 100) / 100
-    }
-    return null
-  }
-  return { p50_ms: at(0.5), p90_ms: at(0.9), p99_ms: at(0.99), max_ms: at(1) }
+export function percentiles (histogram: LatencyHistogram): Record<string, number | null> {
+  return { p50_ms: percentileMs(histogram, 50), p90_ms: percentileMs(histogram, 90), p99_ms: percentileMs(histogram, 99), max_ms: percentileMs(histogram, 100) }
 }
 
-export async function reports (workers: ChildProcess[]): Promise<Report> {
+/** Every worker's report, summed, with their histograms merged. */
+export async function reports (workers: ChildProcess[]): Promise<Omit<Report, 'histogram'> & { histogram: LatencyHistogram }> {
   const all = await Promise.all(workers.map(async (worker) => await ask<Report>(worker, { cmd: 'report' })))
-  const histogram = new Array(all[0]?.histogram.length ?? 0).fill(0) as number[]
-  for (const report of all) report.histogram.forEach((count, i) => { histogram[i] = (histogram[i] as number) + count })
-  return { connected: all.reduce((s, r) => s + r.connected, 0), failed: all.reduce((s, r) => s + r.failed, 0), received: all.reduce((s, r) => s + r.received, 0), histogram }
+  return {
+    connected: all.reduce((s, r) => s + r.connected, 0),
+    failed: all.reduce((s, r) => s + r.failed, 0),
+    received: all.reduce((s, r) => s + r.received, 0),
+    histogram: merge(all.map((r) => r.histogram))
+  }
 }
 
-/** Non-empty histogram buckets as [upper bound ms, count]. */
-export function compact (histogram: number[]): Array<[number, number]> {
-  const out: Array<[number, number]> = []
-  histogram.forEach((count, i) => { if (count > 0) out.push([Math.round(BUCKET_BASE_MS * BUCKET_GROWTH ** (i + 1) * 1000) / 1000, count]) })
-  return out
+/** The latency distribution as [percent, ms] points, for charts and the JSON. */
+export function distribution (histogram: LatencyHistogram): Array<[number, number]> {
+  const points: Array<[number, number]> = []
+  if (histogram.totalCount === 0) return points
+  for (const percent of [0, 1, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 99.9, 100]) points.push([percent, percentileMs(histogram, percent) as number])
+  return points
 }

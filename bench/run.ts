@@ -18,7 +18,7 @@ import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { writeFile } from 'node:fs/promises'
 import { cpus } from 'node:os'
-import { ask, compact, percentiles, reports, sleep, spawn } from './harness.js'
+import { ask, distribution, percentiles, reports, sleep, spawn } from './harness.js'
 import type { WorkerConfig } from './loadgen/worker.js'
 
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 10_000)
@@ -61,7 +61,7 @@ async function fanOut (server: ChildProcess, workers: ChildProcess[], connection
     server_loop_delay_p99_ms: result.loop_delay_p99_ms,
     server_loop_delay_max_ms: result.loop_delay_max_ms,
     ...percentiles(report.histogram),
-    latency_histogram: compact(report.histogram)
+    latency_distribution: distribution(report.histogram)
   }
 }
 
@@ -118,7 +118,7 @@ async function measurePeer (peer: string): Promise<Record<string, unknown>> {
   if (SATURATION) {
     for (const rate of SATURATION_RATES) {
       const step = await fanOut(server, workers, connections, rate, 10)
-      result.saturation.push({ rate_per_s: rate, ...step, latency_histogram: undefined })
+      result.saturation.push({ rate_per_s: rate, ...step, latency_distribution: undefined })
       const keptUp = (step.lost as number) === 0 && (step.p99_ms as number) < 1000 &&
         (step.sent_deliveries_per_s as number) >= 0.9 * (step.offered_deliveries_per_s as number)
       if (!keptUp) break // fell behind: later steps would only queue more
@@ -174,10 +174,7 @@ await writeFile(new URL(`./results/${RESULTS}.svg`, import.meta.url), svg + '\n'
 const colors = ['#6e7781', '#1f6feb', '#f0883e', '#8250df', '#cf222e']
 const x = (ms: number): number => 60 + Math.round((Math.log10(Math.max(ms, 0.1)) + 1) / 5 * 640) // 0.1 ms .. 10 s
 const lines = rows.map((r, i) => {
-  const buckets = r.burst.latency_histogram as Array<[number, number]>
-  const total = buckets.reduce((sum, [, count]) => sum + count, 0)
-  let seen = 0
-  const points = buckets.map(([ms, count]) => { seen += count; return `${x(ms)},${Math.round(260 - (seen / total) * 220)}` })
+  const points = (r.burst.latency_distribution as Array<[number, number]>).map(([percent, ms]) => `${x(ms)},${Math.round(260 - (percent / 100) * 220)}`)
   return `<polyline fill="none" stroke="${colors[i % colors.length]}" stroke-width="2" points="${points.join(' ')}"/><text x="70" y="${60 + i * 16}" font-size="11" fill="${colors[i % colors.length]}">${r.server}</text>`
 })
 const ticks = [0.1, 1, 10, 100, 1000, 10000].map((ms) => `<line x1="${x(ms)}" y1="40" x2="${x(ms)}" y2="260" stroke="#ddd"/><text x="${x(ms) - 12}" y="276" font-size="10">${ms >= 1000 ? `${ms / 1000} s` : `${ms} ms`}</text>`)

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto'
 import { connect, type Socket } from 'node:net'
 import { createSigner } from 'fast-jwt'
 import { clientFrame, readFrames } from '../../test/frames.js'
-import { BUCKET_BASE_MS, BUCKET_GROWTH, BUCKETS } from './histogram.js'
+import { encode, newHistogram, recordMs } from './histogram.js'
 
 export interface WorkerConfig {
   host: string
@@ -26,17 +26,12 @@ export interface WorkerConfig {
   protocol: 'ws' | 'socketio'
 }
 
-const histogram = new Float64Array(BUCKETS)
+const histogram = newHistogram()
 let received = 0
 let connected = 0
 let failed = 0
 const sockets = new Set<Socket>()
 const now = (): number => performance.timeOrigin + performance.now()
-
-function record (latencyMs: number): void {
-  const index = latencyMs <= BUCKET_BASE_MS ? 0 : Math.min(BUCKETS - 1, Math.floor(Math.log(latencyMs / BUCKET_BASE_MS) / Math.log(BUCKET_GROWTH)))
-  histogram[index] = (histogram[index] as number) + 1
-}
 
 const T_MARKER = Buffer.from('"t":')
 
@@ -48,7 +43,7 @@ function onText (socket: Socket, payload: Buffer, config: WorkerConfig): void {
   const at = payload.indexOf(T_MARKER)
   if (at === -1) return
   received++
-  record(now() - Number.parseFloat(payload.toString('latin1', at + 4, at + 40)))
+  recordMs(histogram, now() - Number.parseFloat(payload.toString('latin1', at + 4, at + 40)))
 }
 
 const tokens = new Map<string, string>()
@@ -105,7 +100,7 @@ function start (config: WorkerConfig): void {
 
 process.on('message', (message: { cmd: string, config?: WorkerConfig }) => {
   if (message.cmd === 'start' && message.config !== undefined) start(message.config)
-  else if (message.cmd === 'report') process.send?.({ connected, failed, received, histogram: Array.from(histogram) })
-  else if (message.cmd === 'reset') { received = 0; histogram.fill(0); process.send?.({ reset: true }) } else if (message.cmd === 'close') { for (const socket of sockets) socket.destroy(); process.exit(0) }
+  else if (message.cmd === 'report') process.send?.({ connected, failed, received, histogram: encode(histogram) })
+  else if (message.cmd === 'reset') { received = 0; histogram.reset(); process.send?.({ reset: true }) } else if (message.cmd === 'close') { for (const socket of sockets) socket.destroy(); process.exit(0) }
 })
 process.send?.({ ready: true })
