@@ -38,11 +38,14 @@ export interface Built {
   wsUrl: string
 }
 
-/** A listening app with fastify-fanout; closed when the test ends. */
-export async function build (t: Test, options: Partial<FanoutOptions> = {}, serverOptions: FastifyServerOptions = {}): Promise<Built> {
+/** A listening app with fastify-fanout (and the routes `routes` adds); closed when the test ends. */
+export async function build (
+  t: Test, options: Partial<FanoutOptions> = {}, serverOptions: FastifyServerOptions = {}, routes: (app: FastifyInstance) => void = () => {}
+): Promise<Built> {
   const app = Fastify(serverOptions)
   t.teardown(() => app.close())
   await app.register(fanout, { jwt: { secret: SECRET }, ...options })
+  routes(app)
   await app.listen({ port: 0, host: '127.0.0.1' })
   const { port } = app.server.address() as { port: number }
   const path = options.path ?? '/ws'

@@ -1,19 +1,9 @@
 import { once } from 'node:events'
 import { connect, type Socket } from 'node:net'
 import t, { type Test } from 'tap'
-import Fastify, { type FastifyInstance } from 'fastify'
-import fanout, { closeOnUnreadBody, type FanoutOptions } from '../lib/index.js'
-import { SECRET, serviceToken } from './helpers.js'
-
-/** A listening app with fastify-fanout at its root and the routes `routes` adds. */
-async function build (t: Test, options: Partial<FanoutOptions> = {}, routes: (app: FastifyInstance) => void = () => {}): Promise<{ app: FastifyInstance, url: string }> {
-  const app = Fastify()
-  t.teardown(() => app.close())
-  await app.register(fanout, { jwt: { secret: SECRET }, ...options })
-  routes(app)
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  return { app, url: `http://127.0.0.1:${(app.server.address() as { port: number }).port}` }
-}
+import Fastify from 'fastify'
+import fanout, { closeOnUnreadBody } from '../lib/index.js'
+import { build, SECRET, serviceToken } from './helpers.js'
 
 interface RawResponse {
   status: number
@@ -70,7 +60,7 @@ t.test('a refused POST /broadcast closes the connection instead of reading its b
 })
 
 t.test('app-wide: 404s, the app\'s own refusals and responses nobody reads the body of close too', async (t) => {
-  const { app, url } = await build(t, {}, (app) => {
+  const { app, url } = await build(t, {}, {}, (app) => {
     app.post('/private', { onRequest: async (_request, reply) => await reply.code(401).send({ error: 'no' }) }, async () => 'never')
   })
   for (const [what, head, status] of [
@@ -110,7 +100,7 @@ t.test('keep-alive is kept where the body was read or there was none', async (t)
 })
 
 t.test('a handler still streaming the body of a 2xx keeps its connection', async (t) => {
-  const { url } = await build(t, {}, (app) => {
+  const { url } = await build(t, {}, {}, (app) => {
     app.addContentTypeParser('application/octet-stream', (_request, payload, done) => { done(null, payload) })
     app.post('/upload', async (request, reply) => {
       const body = request.body as NodeJS.ReadableStream
