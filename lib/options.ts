@@ -257,10 +257,7 @@ function originPolicy (value: unknown): OriginPolicy {
 function compression (value: FanoutOptions['compression']): ResolvedOptions['compression'] {
   if (value === undefined || value === false) return false
   if (value === true) value = {}
-  if (value === null || typeof value !== 'object') {
-    throw new InvalidOptionError('compression', 'must be false, true or { threshold, level }')
-  }
-  knownNames('compression.', value, Object.keys(compressionNames))
+  optionObject('compression', value, compressionNames, 'must be false, true or { threshold, level }')
   return Object.freeze({
     threshold: integer('compression.threshold', value.threshold ?? defaults.compressionThreshold, 0, 2 ** 31 - 1, 'bytes'),
     level: integer('compression.level', value.level ?? defaults.compressionLevel, 1, 9, 'zlib level')
@@ -270,10 +267,7 @@ function compression (value: FanoutOptions['compression']): ResolvedOptions['com
 function inbound (value: FanoutOptions['inbound']): ResolvedOptions['inbound'] {
   if (value === false) return false
   if (value === undefined) value = {}
-  if (value === null || typeof value !== 'object') {
-    throw new InvalidOptionError('inbound', 'must be false or { messages, bytes } (per second, per connection)')
-  }
-  knownNames('inbound.', value, Object.keys(inboundNames))
+  optionObject('inbound', value, inboundNames, 'must be false or { messages, bytes } (per second, per connection)')
   return Object.freeze({
     messages: integer('inbound.messages', value.messages ?? defaults.inboundMessages, 1, 2 ** 31 - 1, 'frames per second'),
     bytes: integer('inbound.bytes', value.bytes ?? defaults.inboundBytes, 1, 2 ** 31 - 1, 'bytes per second')
@@ -283,10 +277,7 @@ function inbound (value: FanoutOptions['inbound']): ResolvedOptions['inbound'] {
 function metrics (value: FanoutOptions['metrics']): ResolvedOptions['metrics'] {
   if (value === undefined || value === true) value = {}
   if (value === false) value = { serve: false }
-  if (value === null || typeof value !== 'object') {
-    throw new InvalidOptionError('metrics', 'must be true, false or { registry, serve, endpoint, listen, fastifyMetrics }')
-  }
-  knownNames('metrics.', value, Object.keys(metricsNames))
+  optionObject('metrics', value, metricsNames, 'must be true, false or { registry, serve, endpoint, listen, fastifyMetrics }')
   // Duck-typed: the app may hold its own copy of prom-client.
   if (value.registry !== undefined && typeof value.registry?.registerMetric !== 'function') {
     throw new InvalidOptionError('metrics.registry', 'must be a prom-client Registry')
@@ -302,14 +293,17 @@ function metrics (value: FanoutOptions['metrics']): ResolvedOptions['metrics'] {
 
 function metricsListen (value: MetricsOptions['listen']): ResolvedOptions['metrics']['listen'] {
   if (value === undefined) return undefined
-  if (value === null || typeof value !== 'object') {
-    throw new InvalidOptionError('metrics.listen', 'must be { port, host? }: an internal address to serve metrics on, e.g. { port: 9091, host: \'127.0.0.1\' }')
-  }
-  knownNames('metrics.listen.', value, Object.keys(listenNames))
+  optionObject('metrics.listen', value, listenNames, 'must be { port, host? }: an internal address to serve metrics on, e.g. { port: 9091, host: \'127.0.0.1\' }')
   return Object.freeze({
     port: integer('metrics.listen.port', value.port, 1, 65535, 'a TCP port'),
     host: nonEmptyString('metrics.listen.host', value.host ?? defaults.metricsHost)
   })
+}
+
+/** Throws unless the option `name` is an object whose names are all in `known`; `expected` says what it takes. */
+function optionObject<T extends object> (name: string, value: unknown, known: Record<keyof T, true>, expected: string): asserts value is T {
+  if (value === null || typeof value !== 'object') throw new InvalidOptionError(name, expected)
+  knownNames(name + '.', value, Object.keys(known))
 }
 
 /** Refuses a name of `value` that is not in `known` (a typo would otherwise be silently ignored). */

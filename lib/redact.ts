@@ -35,9 +35,10 @@ function redactParameter (parameter: string): string {
   const equals = parameter.indexOf('=')
   const name = equals === -1 ? parameter : parameter.slice(0, equals)
   const value = equals === -1 ? '' : parameter.slice(equals + 1)
-  if (JWT_SHAPE.test(decode(name))) return REDACTED
+  const decodedName = decode(name)
+  if (JWT_SHAPE.test(decodedName)) return REDACTED
   if (equals === -1) return parameter
-  if (TOKEN_PARAMETERS.has(decode(name).toLowerCase()) || JWT_SHAPE.test(decode(value))) return name + '=' + REDACTED
+  if (TOKEN_PARAMETERS.has(decodedName.toLowerCase()) || JWT_SHAPE.test(decode(value))) return name + '=' + REDACTED
   return parameter
 }
 
