@@ -1,8 +1,8 @@
-import { assertCloseArguments, CloseCode } from './close-codes.js'
+import { assertCloseArguments, CloseCode } from './core/close-codes.js'
 import { InvalidArgumentError } from './errors.js'
-import type { Fanout } from './fanout.js'
+import type { Fanout } from './core/fanout.js'
 import type { FanoutMetrics } from './metrics.js'
-import type { Registry } from './registry.js'
+import type { Registry } from './core/registry.js'
 import type { FanoutDecorator } from './types.js'
 import { assertTarget, assertUserId } from './user-id.js'
 

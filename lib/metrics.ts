@@ -1,6 +1,6 @@
 import type { IMetricsPluginOptions } from 'fastify-metrics'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
-import { CloseCode } from './close-codes.js'
+import { CloseCode } from './core/close-codes.js'
 import type { ResolvedOptions } from './options.js'
 
 /** Why a connection attempt was refused before the upgrade. */

@@ -1,7 +1,7 @@
 import { WebSocket, type WebSocketServer } from 'ws'
 import type { FastifyBaseLogger } from 'fastify'
-import { CloseCode, type ServerCloseReason } from './close-codes.js'
-import type { Registry } from './registry.js'
+import { CloseCode, type ServerCloseReason } from './core/close-codes.js'
+import type { Registry } from './core/registry.js'
 
 /** Closes every registered connection with its endpoint's code for `why`, each after what is queued for it. */
 export function closeAll (registry: Registry, why: ServerCloseReason): void {

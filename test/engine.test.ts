@@ -1,6 +1,6 @@
 import { constants, inflateRawSync } from 'node:zlib'
 import t from 'tap'
-import { OutboundFrame } from '../lib/frame.js'
+import { OutboundFrame } from '../lib/core/frame.js'
 import { build, closed, connect, messages, token } from './helpers.js'
 import { RawClient } from './raw-client.js'
 
@@ -73,7 +73,7 @@ t.test('messages queued before a close arrive before the close frame', async (t)
 })
 
 t.test('the flusher writes a slice of connections per turn and yields in between', async (t) => {
-  const { Flusher } = await import('../lib/flusher.js')
+  const { Flusher } = await import('../lib/core/flusher.js')
   const flusher = new Flusher(2)
   const flushed: number[] = []
   for (let i = 0; i < 5; i++) flusher.mark({ flush: () => flushed.push(i) })

@@ -1,5 +1,5 @@
 import { isUtf8 } from 'node:buffer'
-import { isApplicationCloseCode, isCloseReason } from '../close-codes.js'
+import { isApplicationCloseCode, isCloseReason } from '../core/close-codes.js'
 import type { Envelope } from './types.js'
 
 // An envelope on Redis: one line of JSON naming the message and its targets,

@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import t from 'tap'
-import { ExpiryWheel } from '../../lib/expiry.js'
+import { ExpiryWheel } from '../../lib/core/expiry.js'
 import { fuzzParameters } from './harness.js'
 
 interface Item { name: number, expiresAt: number }

@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Connection } from './connection.js'
-import type { FanoutMetrics } from './metrics.js'
+import type { FanoutMetrics } from '../metrics.js'
 import type { Registry } from './registry.js'
 
 /** Heartbeat ticks of silence after which a connection counts as dead. */

@@ -5,9 +5,9 @@ import { assertCloseArguments, CloseCode, type CloseTable, type ServerCloseReaso
 import type { Flusher } from './flusher.js'
 import type { HousekeepingView } from './housekeeping.js'
 import type { OutboundFrame } from './frame.js'
-import type { FanoutMetrics } from './metrics.js'
+import type { FanoutMetrics } from '../metrics.js'
 import type { Registry } from './registry.js'
-import type { FanoutConnection, TokenClaims } from './types.js'
+import type { FanoutConnection, TokenClaims } from '../types.js'
 
 /** What writing one message to one connection did. */
 export type WriteOutcome = 'sent' | 'slow' | 'not_open'

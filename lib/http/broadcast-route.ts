@@ -1,10 +1,10 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { hasScope, verifyRequest } from './auth.js'
-import { BackplaneDownError, InvalidBroadcastError, ScopeForbiddenError } from './errors.js'
-import type { Fanout } from './fanout.js'
-import type { ResolvedOptions } from './options.js'
-import { serializers } from './redact.js'
-import { MAX_USER_ID_LENGTH, MAX_USER_IDS } from './user-id.js'
+import { hasScope, verifyRequest } from '../auth.js'
+import { BackplaneDownError, InvalidBroadcastError, ScopeForbiddenError } from '../errors.js'
+import type { Fanout } from '../core/fanout.js'
+import type { ResolvedOptions } from '../options.js'
+import { serializers } from '../redact.js'
+import { MAX_USER_ID_LENGTH, MAX_USER_IDS } from '../user-id.js'
 
 /**
  * Deepest nesting of arrays and objects in `data`. JSON.parse takes any

@@ -1,4 +1,4 @@
-import { InvalidCloseCodeError, InvalidCloseReasonError } from './errors.js'
+import { InvalidCloseCodeError, InvalidCloseReasonError } from '../errors.js'
 
 /**
  * WebSocket close codes fastify-fanout sends. 1000-1015 are RFC 6455's;

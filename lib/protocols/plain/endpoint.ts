@@ -1,17 +1,17 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { WebSocket } from 'ws'
-import { invalidToken, userIdOf, verifyRequest } from './auth.js'
-import { CloseCode } from './close-codes.js'
-import { Connection, type ConnectionContext } from './connection.js'
+import { invalidToken, userIdOf, verifyRequest } from '../../auth.js'
+import { CloseCode } from '../../core/close-codes.js'
+import { Connection, type ConnectionContext } from '../../core/connection.js'
 import {
   OriginForbiddenError, ShuttingDownError, TooManyConnectionsError,
   TooManyUserConnectionsError, UpgradeRequiredError
-} from './errors.js'
-import type { FanoutMetrics, RejectReason } from './metrics.js'
-import type { ResolvedOptions } from './options.js'
-import { serializers } from './redact.js'
-import type { Registry } from './registry.js'
-import type { TokenClaims } from './types.js'
+} from '../../errors.js'
+import type { FanoutMetrics, RejectReason } from '../../metrics.js'
+import type { ResolvedOptions } from '../../options.js'
+import { serializers } from '../../redact.js'
+import type { Registry } from '../../core/registry.js'
+import type { TokenClaims } from '../../types.js'
 
 export interface EndpointContext {
   readonly options: ResolvedOptions

@@ -1,4 +1,4 @@
-import { InvalidMessageError } from './errors.js'
+import { InvalidMessageError } from '../../errors.js'
 
 // The wire protocol, server to client: every message is one JSON text frame
 //   {"type":"message","id":"<id>","data":<data>}

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { serializers } from './redact.js'
+import { serializers } from '../redact.js'
 
 export interface ReadinessState {
   closing: boolean

@@ -1,10 +1,10 @@
 import type { Connection } from './connection.js'
 import { OutboundFrame, type FrameCompression } from './frame.js'
-import type { Envelope, LocalDelivery } from './backplane/types.js'
-import { encodeMessage } from './message.js'
-import type { FanoutMetrics } from './metrics.js'
+import type { Envelope, LocalDelivery } from '../backplane/types.js'
+import { encodeMessage } from '../protocols/plain/message.js'
+import type { FanoutMetrics } from '../metrics.js'
 import type { Registry } from './registry.js'
-import type { BroadcastTarget, DeliveryResult } from './types.js'
+import type { BroadcastTarget, DeliveryResult } from '../types.js'
 
 /**
  * Fan-out: a message is encoded once where it is accepted, travels through
