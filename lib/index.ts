@@ -12,6 +12,7 @@ import type { Backplane } from './backplane/types.js'
 import { registerBroadcastRoute } from './http/broadcast-route.js'
 import { createDecorator } from './decorator.js'
 import { registerEndpoint } from './protocols/plain/endpoint.js'
+import { PLAIN_PROTOCOL } from './protocols/plain/message.js'
 import { registerReadinessRoute } from './http/readiness.js'
 import { InvalidOptionError, WebSocketAlreadyRegisteredError } from './errors.js'
 import { Fanout } from './core/fanout.js'
@@ -46,7 +47,9 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
   let backplane: Backplane = new MemoryBackplane()
   const registry = new Registry({
     watchUser: (userId) => { backplane.watchUser(userId) },
-    unwatchUser: (userId) => { backplane.unwatchUser(userId) }
+    unwatchUser: (userId) => { backplane.unwatchUser(userId) },
+    watchChannel: (channel) => { backplane.watchChannel(channel) },
+    unwatchChannel: (channel) => { backplane.unwatchChannel(channel) }
   })
   const metrics = new FanoutMetrics(options.metrics.registry, { connections: () => registry.size, backplaneUp: () => backplane.up })
   const engine = new Fanout(instanceId, registry, metrics, async (envelope) => await backplane.publish(envelope), options.compression)
@@ -108,7 +111,8 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
         closes: WS_CLOSES,
         housekeeping,
         send: (connection, data) => engine.sendToConnection(connection, data),
-        flusher
+        flusher,
+        protocol: PLAIN_PROTOCOL
       },
       nextConnectionId: () => instanceId + '.' + (++connectionSequence).toString(36),
       isClosing: () => closing

@@ -1,15 +1,19 @@
 import { isUtf8 } from 'node:buffer'
 import { isApplicationCloseCode, isCloseReason } from '../core/close-codes.js'
+import type { ClientInfo } from '../channels/types.js'
 import type { Envelope } from './types.js'
 
 // An envelope on Redis: one line of JSON naming the message and its targets,
-// a newline, then the frame payload exactly as clients receive it. Receivers
-// parse only the short header and write the payload bytes as they are.
-//   {"v":1,"id":"…","u":["alice"],"x":["bob"],"c":"conn-id"}\n{"type":"message",…}
+// a newline, then the message's data as JSON text, exactly as it was
+// serialized once by the publishing instance. Receivers parse only the short
+// header; each protocol splices the data bytes into its own frame.
+//   {"v":2,"id":"…","u":["alice"],"x":["bob"],"c":"conn-id"}\n{"any":"json"}
 // A control envelope (close the targeted connections) has `d`: [code, reason]
-// and no payload.
+// and no data. A channel publication has `ch`, and, from the history script
+// that appends them, `o` and `e` (offset and epoch); `i` is who published;
+// a join/leave notice has `p` ('join' | 'leave'), `i` and no data.
 
-const VERSION = 1
+const VERSION = 2
 const NEWLINE = 0x0a
 
 interface Header {
@@ -19,16 +23,32 @@ interface Header {
   x?: readonly string[]
   c?: string
   d?: [number, string]
+  ch?: string
+  o?: number
+  e?: string
+  i?: ClientInfo
+  p?: 'join' | 'leave'
 }
 
-export function encodeEnvelope (envelope: Envelope): Buffer {
+/** The header's JSON text, without its closing brace when `open` (the history script appends offset and epoch). */
+export function encodeHeader (envelope: Envelope, open = false): string {
   const header: Header = { v: VERSION, id: envelope.id }
   if (envelope.users !== undefined) header.u = envelope.users
   if (envelope.except !== undefined && envelope.except.length > 0) header.x = envelope.except
   if (envelope.connectionId !== undefined) header.c = envelope.connectionId
   if (envelope.disconnect !== undefined) header.d = [envelope.disconnect.code, envelope.disconnect.reason]
+  if (envelope.channel !== undefined) header.ch = envelope.channel
+  if (envelope.offset !== undefined) header.o = envelope.offset
+  if (envelope.epoch !== undefined) header.e = envelope.epoch
+  if (envelope.info !== undefined) header.i = envelope.info
+  if (envelope.presence !== undefined) header.p = envelope.presence
   // JSON.stringify never emits a raw newline, so the first one ends the header.
-  return Buffer.concat([Buffer.from(JSON.stringify(header) + '\n'), envelope.payload])
+  const json = JSON.stringify(header)
+  return open ? json.slice(0, -1) : json
+}
+
+export function encodeEnvelope (envelope: Envelope): Buffer {
+  return Buffer.concat([Buffer.from(encodeHeader(envelope) + '\n'), envelope.data])
 }
 
 /** Reads an envelope; null for anything that is not one of ours (counted and dropped by the caller). */
@@ -42,14 +62,27 @@ export function decodeEnvelope (message: Buffer): Envelope | null {
     return null // not JSON: a foreign publisher on our channel
   }
   if (!isHeader(header)) return null
-  const payload = message.subarray(end + 1)
-  if (header.d !== undefined) {
-    if (payload.length !== 0) return null
-    return { id: header.id, payload, users: header.u, connectionId: header.c, disconnect: { code: header.d[0], reason: header.d[1] } }
+  const data = message.subarray(end + 1)
+  const withoutData = header.d !== undefined || header.p !== undefined
+  if (withoutData) {
+    if (data.length !== 0) return null
+  } else if (data.length === 0 || data.indexOf(NEWLINE) !== -1 || !isUtf8(data)) {
+    // The data is spliced into text frames and newline-delimited replies.
+    return null
   }
-  // The payload goes to clients as a text frame: it must be a UTF-8 JSON object.
-  if (payload.length === 0 || payload[0] !== 0x7b || payload[payload.length - 1] !== 0x7d || !isUtf8(payload)) return null
-  return { id: header.id, payload, users: header.u, except: header.x, connectionId: header.c }
+  return {
+    id: header.id,
+    data,
+    users: header.u,
+    except: header.x,
+    connectionId: header.c,
+    disconnect: header.d === undefined ? undefined : { code: header.d[0], reason: header.d[1] },
+    channel: header.ch,
+    offset: header.o,
+    epoch: header.e,
+    info: header.i,
+    presence: header.p
+  }
 }
 
 function isHeader (value: unknown): value is Header {
@@ -60,7 +93,18 @@ function isHeader (value: unknown): value is Header {
     (header.u === undefined || isStringList(header.u)) &&
     (header.x === undefined || isStringList(header.x)) &&
     (header.c === undefined || typeof header.c === 'string') &&
-    (header.d === undefined || isDisconnect(header.d))
+    (header.d === undefined || isDisconnect(header.d)) &&
+    (header.ch === undefined || typeof header.ch === 'string') &&
+    (header.o === undefined || Number.isSafeInteger(header.o)) &&
+    (header.e === undefined || typeof header.e === 'string') &&
+    (header.i === undefined || isClientInfo(header.i)) &&
+    (header.p === undefined || ((header.p === 'join' || header.p === 'leave') && typeof header.ch === 'string'))
+}
+
+function isClientInfo (value: unknown): value is ClientInfo {
+  if (value === null || typeof value !== 'object') return false
+  const info = value as Record<string, unknown>
+  return typeof info.user === 'string' && typeof info.client === 'string'
 }
 
 function isDisconnect (value: unknown): boolean {

@@ -20,6 +20,8 @@ export class MemoryBackplane implements Backplane {
   // One process receives everything: interest needs no bookkeeping.
   watchUser (): void {}
   unwatchUser (): void {}
+  watchChannel (): void {}
+  unwatchChannel (): void {}
 
   async close (): Promise<void> {
     this.#deliver = undefined

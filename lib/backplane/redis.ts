@@ -117,12 +117,32 @@ export class RedisBackplane implements Backplane {
   }
 
   unwatchUser (userId: string): void {
+    this.#unsubscribe(this.#userChannel(userId))
+  }
+
+  #unsubscribe (channel: string): void {
     if (this.#closing) return
-    const channel = this.#userChannel(userId)
     const subscriber = this.#subscriber
     if (subscriber === undefined) return
     const done = this.#sharded ? subscriber.sunsubscribe(channel) : subscriber.unsubscribe(channel)
     done.catch((err: Error) => { this.#error('unsubscribe', err) })
+  }
+
+  watchChannel (channel: string): void {
+    this.#subscribe(this.channelOf(channel)).catch((err: Error) => { this.#error('subscribe', err) })
+  }
+
+  unwatchChannel (channel: string): void {
+    this.#unsubscribe(this.channelOf(channel))
+  }
+
+  /**
+   * The Redis channel of a channel's publications. The hash tag puts it in
+   * the Cluster slot of the channel's history keys, so that one script can
+   * append and publish atomically.
+   */
+  channelOf (channel: string): string {
+    return this.#prefix + 'channel:{' + channel + '}'
   }
 
   async close (): Promise<void> {
@@ -139,6 +159,7 @@ export class RedisBackplane implements Backplane {
 
   /** Channel, message and whether it is sharded, for each publish an envelope needs. */
   #route (envelope: Envelope): Array<[string, Buffer, boolean]> {
+    if (envelope.channel !== undefined) return [[this.channelOf(envelope.channel), encodeEnvelope(envelope), this.#sharded]]
     if (envelope.connectionId !== undefined) {
       // Connection ids start with the id of the instance that holds them.
       const owner = envelope.connectionId.slice(0, envelope.connectionId.lastIndexOf('.'))

@@ -1,12 +1,15 @@
+import type { ClientInfo } from '../channels/types.js'
 import type { DeliveryResult } from '../types.js'
 
 /**
- * One message on its way to connections: the encoded frame payload (built
- * once, by the instance that accepted the message) and who it is for.
+ * One message on its way to connections: its data as JSON text (serialized
+ * once, by the instance that accepted it) and who it is for. Each protocol
+ * builds its frame around the data once per instance (core/protocol.ts).
  */
 export interface Envelope {
   readonly id: string
-  readonly payload: Buffer
+  /** The data as JSON text; empty for control envelopes and join/leave notices. */
+  readonly data: Buffer
   /** Only these users' connections; everyone when absent. */
   readonly users?: readonly string[]
   /** Skip these users' connections. */
@@ -18,6 +21,15 @@ export interface Envelope {
    * with this code and reason (the payload is empty).
    */
   readonly disconnect?: { readonly code: number, readonly reason: string }
+  /** A publication to (or a join/leave notice of) this channel's subscribers, instead of a message to users. */
+  readonly channel?: string
+  /** The publication's place in the channel's stream, when the channel keeps history. */
+  readonly offset?: number
+  readonly epoch?: string
+  /** Who published, joined or left. */
+  readonly info?: ClientInfo
+  /** A join/leave notice instead of a publication (no data, no offset). */
+  readonly presence?: 'join' | 'leave'
 }
 
 /** What one instance did with an envelope. */
@@ -52,6 +64,10 @@ export interface Backplane {
   watchUser: (userId: string) => void
   /** This instance no longer holds a connection of `userId`. */
   unwatchUser: (userId: string) => void
+  /** This instance now holds a subscriber of `channel`: receive its publications. */
+  watchChannel: (channel: string) => void
+  /** This instance no longer holds a subscriber of `channel`. */
+  unwatchChannel: (channel: string) => void
   /** Whether messages currently reach the other instances. */
   readonly up: boolean
   /** Stops delivering and releases what the backplane created. */

@@ -4,7 +4,8 @@ import type { FastifyBaseLogger } from 'fastify'
 import { assertCloseArguments, CloseCode, type CloseTable, type ServerCloseReason } from './close-codes.js'
 import type { Flusher } from './flusher.js'
 import type { HousekeepingView } from './housekeeping.js'
-import type { OutboundFrame } from './frame.js'
+import { textFrame, type OutboundFrame } from './frame.js'
+import type { WireProtocol } from './protocol.js'
 import type { FanoutMetrics } from '../metrics.js'
 import type { Registry } from './registry.js'
 import type { FanoutConnection, TokenClaims } from '../types.js'
@@ -29,6 +30,20 @@ export interface ConnectionContext {
   readonly send: (connection: Connection, data: unknown) => boolean
   /** Writes queued frames to sockets, a slice per event-loop turn. */
   readonly flusher: Flusher
+  /** The endpoint's protocol: how the engine's envelopes become this endpoint's frames. */
+  readonly protocol: WireProtocol
+  /** The endpoint's reader of what clients send (a message within the inbound budget); none: ignored. */
+  readonly receive?: (connection: Connection, data: Buffer, isBinary: boolean) => void
+  /** Told once when a connection is gone, after it left the registry. */
+  readonly closed?: (connection: Connection) => void
+}
+
+/** Who a connection belongs to, once its token was verified. */
+export interface Identity {
+  readonly userId: string
+  readonly claims: TokenClaims
+  /** When the token's authority ends, in ms; Infinity without `exp`. */
+  readonly expiresAt: number
 }
 
 // ws keeps the TCP socket and the negotiated extensions in fields it does not
@@ -50,6 +65,8 @@ interface ReceiverInternals {
 }
 
 const kConnection = Symbol('fanout.connection')
+
+const NO_CLAIMS: TokenClaims = Object.freeze({})
 
 /** Queued bytes past which a connection is written at once instead of at the flusher's turn. */
 const EAGER_FLUSH_BYTES = 64 * 1024
@@ -74,11 +91,16 @@ declare module 'ws' {
  */
 export class Connection implements FanoutConnection {
   readonly id: string
-  readonly userId: string
-  readonly claims: TokenClaims
+  /** Empty until the connection is identified (at the upgrade for /ws, at `connect` for protocols that send the token later). */
+  userId = ''
+  claims: TokenClaims = NO_CLAIMS
   readonly connectedAt: number
-  /** When the token's authority ends (`exp` plus the clock tolerance), in ms; Infinity without `exp`. */
-  readonly expiresAt: number
+  /**
+   * When the token's authority ends (`exp` plus the clock tolerance), in ms;
+   * Infinity without `exp`. Changed only through Registry.reschedule, which
+   * keeps the expiry index in step.
+   */
+  expiresAt = Infinity
   /** Heartbeat ticks since the client last sent anything (frame, ping or pong). */
   idleTicks = 0
   readonly #socket: WebSocket
@@ -101,11 +123,9 @@ export class Connection implements FanoutConnection {
   /** When the server stopped reading this connection for exceeding its budget; 0: reading. */
   #stoppedReadingAt = 0
 
-  constructor (id: string, userId: string, claims: TokenClaims, expiresAt: number, socket: WebSocket, context: ConnectionContext) {
+  constructor (id: string, socket: WebSocket, context: ConnectionContext, identity?: Identity) {
     this.id = id
-    this.userId = userId
-    this.claims = claims
-    this.expiresAt = expiresAt
+    if (identity !== undefined) this.identify(identity)
     this.connectedAt = Date.now()
     this.#socket = socket
     this.#tcp = (socket as unknown as WebSocketInternals)._socket
@@ -124,6 +144,32 @@ export class Connection implements FanoutConnection {
     socket.on('pong', Connection.#onControl)
     socket.on('ping', Connection.#onControl)
     socket.on('close', Connection.#onClose)
+  }
+
+  /** Sets who the connection belongs to, before it is registered. */
+  identify (identity: Identity): void {
+    this.userId = identity.userId
+    this.claims = identity.claims
+    this.expiresAt = identity.expiresAt
+  }
+
+  get protocol (): WireProtocol {
+    return this.#context.protocol
+  }
+
+  /** Whether the socket is still open (not closing or closed). */
+  get open (): boolean {
+    return this.#socket.readyState === WebSocket.OPEN
+  }
+
+  /**
+   * Queues a payload for this connection alone (a reply), framed as one text
+   * frame. Replies are never dropped for slowness: the client asked for them,
+   * and the inbound budget bounds how many it can ask for.
+   */
+  reply (payload: Buffer): void {
+    if (this.#socket.readyState !== WebSocket.OPEN) return
+    this.#enqueue(textFrame(payload))
   }
 
   /** Bytes queued here or in the socket, not yet taken by the kernel. */
@@ -148,6 +194,11 @@ export class Connection implements FanoutConnection {
       }
       return 'slow'
     }
+    this.#enqueue(bytes)
+    return 'sent'
+  }
+
+  #enqueue (bytes: Buffer): void {
     if (this.#queue === null) {
       this.#queue = [bytes]
       this.#context.flusher.mark(this)
@@ -158,7 +209,6 @@ export class Connection implements FanoutConnection {
     // Coalescing pays off for small frames; a big queue goes to the kernel now
     // rather than count against the bound while the kernel could take it.
     if (this.#queuedBytes >= EAGER_FLUSH_BYTES) this.flush()
-    return 'sent'
   }
 
   /** Writes every queued frame in one corked write (one syscall). */
@@ -291,12 +341,15 @@ export class Connection implements FanoutConnection {
     if (connection !== undefined) connection.#receive(data.length)
   }
 
-  static #onMessage (this: WebSocket, data: Buffer | ArrayBuffer | Buffer[]): void {
+  static #onMessage (this: WebSocket, data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
     const connection = this[kConnection]
     // Frames still parsed after the server began closing are not the app's.
     if (connection === undefined || this.readyState !== WebSocket.OPEN) return
     connection.#unfinishedSince = 0
-    if (connection.#receive(messageLength(data))) connection.#context.metrics.messagesReceived.inc()
+    if (!connection.#receive(messageLength(data))) return
+    connection.#context.metrics.messagesReceived.inc()
+    // ws hands text and binary messages over as one Buffer (no fragments array: binaryType is nodebuffer).
+    connection.#context.receive?.(connection, data as Buffer, isBinary)
   }
 
   static #onError (this: WebSocket, error: Error & { code?: string }): void {
@@ -320,6 +373,7 @@ export class Connection implements FanoutConnection {
       connection.#queuedBytes = 0
     }
     if (context.registry.remove(connection)) context.metrics.disconnected(connection.#closeCode ?? code)
+    context.closed?.(connection)
   }
 }
 

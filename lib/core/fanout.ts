@@ -1,15 +1,17 @@
-import type { Connection } from './connection.js'
-import { OutboundFrame, type FrameCompression } from './frame.js'
+import type { Connection, WriteOutcome } from './connection.js'
+import type { FrameCompression } from './frame.js'
+import { DeliveryFrames } from './protocol.js'
+import { serializeData } from './data.js'
 import type { Envelope, LocalDelivery } from '../backplane/types.js'
-import { encodeMessage } from '../protocols/plain/message.js'
 import type { FanoutMetrics } from '../metrics.js'
 import type { Registry } from './registry.js'
 import type { BroadcastTarget, DeliveryResult } from '../types.js'
 
 /**
- * Fan-out: a message is encoded once where it is accepted, travels through
- * the backplane as those bytes, and the same Buffer is written to every
- * matching local connection.
+ * Fan-out: a message's data is serialized once where it is accepted, travels
+ * through the backplane as those bytes, and each instance frames it once per
+ * protocol (DeliveryFrames): every matching local connection of a protocol
+ * gets the same Buffer.
  */
 export class Fanout {
   readonly #instanceId: string
@@ -39,18 +41,17 @@ export class Fanout {
   /** Writes straight to a connection of this instance: no backplane hop. */
   sendToConnection (connection: Connection, data: unknown): boolean {
     const started = process.hrtime.bigint()
-    const frame = new OutboundFrame(encodeMessage(this.nextId(), data), this.#compression)
+    const frames = new DeliveryFrames({ id: this.nextId(), data: serializeData(data) }, this.#compression)
     const tally = newTally()
-    write(connection, frame, tally)
-    this.#record(tally, frame.payload.length, started)
+    write(connection, frames, tally)
+    this.#record(tally, started)
     return tally.delivered === 1
   }
 
   publish (data: unknown, target: BroadcastTarget & { connectionId?: string } = {}): Promise<DeliveryResult> {
-    const id = this.nextId()
     const envelope: Envelope = {
-      id,
-      payload: encodeMessage(id, data),
+      id: this.nextId(),
+      data: serializeData(data),
       users: target.users,
       except: target.except,
       connectionId: target.connectionId
@@ -60,7 +61,7 @@ export class Fanout {
 
   /** Closes every connection of `userId` on every instance. */
   disconnect (userId: string, code: number, reason: string): Promise<DeliveryResult> {
-    return this.#publish({ id: this.nextId(), payload: EMPTY, users: [userId], disconnect: { code, reason } })
+    return this.#publish({ id: this.nextId(), data: EMPTY, users: [userId], disconnect: { code, reason } })
   }
 
   /** Writes an envelope to the local connections it targets (or closes them, for a disconnect). */
@@ -68,29 +69,33 @@ export class Fanout {
     if (envelope.disconnect !== undefined) return this.#disconnect(envelope, envelope.disconnect)
     const started = process.hrtime.bigint()
     const { users, connectionId } = envelope
-    // Framed once here (and compressed once per window size, if needed): every
-    // target gets the same bytes.
-    const frame = new OutboundFrame(envelope.payload, this.#compression)
+    // Framed once per protocol here (and compressed once per window size, if
+    // needed): every target of a protocol gets the same bytes.
+    const frames = new DeliveryFrames(envelope, this.#compression)
     const except = envelope.except !== undefined && envelope.except.length > 0 ? new Set(envelope.except) : undefined
     const tally = newTally()
 
-    if (connectionId !== undefined) {
+    if (envelope.channel !== undefined) {
+      for (const subscriber of this.#registry.subscribersOf(envelope.channel)) {
+        count(subscriber.receive(envelope, frames), tally, frames, subscriber.connection)
+      }
+    } else if (connectionId !== undefined) {
       const connection = this.#registry.get(connectionId)
-      if (connection !== undefined) write(connection, frame, tally)
+      if (connection !== undefined) write(connection, frames, tally)
     } else if (users !== undefined) {
       // A user named twice still gets one copy.
       for (const userId of new Set(users)) {
         if (except?.has(userId) === true) continue
-        for (const connection of this.#registry.ofUser(userId)) write(connection, frame, tally)
+        for (const connection of this.#registry.ofUser(userId)) write(connection, frames, tally)
       }
     } else {
       for (const connection of this.#registry.values()) {
         if (except?.has(connection.userId) === true) continue
-        write(connection, frame, tally)
+        write(connection, frames, tally)
       }
     }
 
-    this.#record(tally, frame.payload.length, started)
+    this.#record(tally, started)
     return { id: envelope.id, delivered: tally.delivered, dropped: tally.slow + tally.notOpen }
   }
 
@@ -107,12 +112,12 @@ export class Fanout {
   }
 
   // Metrics move once per message, not once per connection.
-  #record (tally: Tally, bytes: number, started: bigint): void {
+  #record (tally: Tally, started: bigint): void {
     const metrics = this.#metrics
     metrics.broadcasts.inc()
     if (tally.delivered > 0) {
       metrics.messagesSent.inc(tally.delivered)
-      metrics.bytesSent.inc(tally.delivered * bytes)
+      metrics.bytesSent.inc(tally.bytes)
     }
     if (tally.slow > 0) metrics.dropped('slow_consumer', tally.slow)
     if (tally.notOpen > 0) metrics.dropped('not_open', tally.notOpen)
@@ -122,15 +127,24 @@ export class Fanout {
 
 const EMPTY = Buffer.alloc(0)
 
-interface Tally { delivered: number, slow: number, notOpen: number }
+interface Tally { delivered: number, bytes: number, slow: number, notOpen: number }
 
 function newTally (): Tally {
-  return { delivered: 0, slow: 0, notOpen: 0 }
+  return { delivered: 0, bytes: 0, slow: 0, notOpen: 0 }
 }
 
-function write (connection: Connection, frame: OutboundFrame, tally: Tally): void {
-  switch (connection.write(frame)) {
-    case 'sent': tally.delivered++; break
+/** Writes the frame of the connection's protocol, unless that protocol has no form for the envelope. */
+function write (connection: Connection, frames: DeliveryFrames, tally: Tally): void {
+  const frame = frames.for(connection.protocol)
+  if (frame !== null) count(connection.write(frame), tally, frames, connection)
+}
+
+function count (outcome: WriteOutcome | 'skipped', tally: Tally, frames: DeliveryFrames, connection: Connection): void {
+  switch (outcome) {
+    case 'sent':
+      tally.delivered++
+      tally.bytes += frames.for(connection.protocol)?.payload.length ?? 0
+      break
     case 'slow': tally.slow++; break
     case 'not_open': tally.notOpen++; break
   }

@@ -34,7 +34,7 @@ export class OutboundFrame {
 
   /** The uncompressed text frame: header and payload in one Buffer. */
   plain (): Buffer {
-    this.#plain ??= Buffer.concat(Sender.frame(this.payload, { fin: true, opcode: 1, mask: false, readOnly: false, rsv1: false }))
+    this.#plain ??= textFrame(this.payload)
     return this.#plain
   }
 
@@ -58,4 +58,9 @@ export class OutboundFrame {
     }
     return frame ?? this.plain()
   }
+}
+
+/** One unmasked, uncompressed text frame: header and payload in one Buffer. */
+export function textFrame (payload: Buffer): Buffer {
+  return Buffer.concat(Sender.frame(payload, { fin: true, opcode: 1, mask: false, readOnly: false, rsv1: false }))
 }

@@ -1,12 +1,31 @@
-import type { Connection } from './connection.js'
+import type { Envelope } from '../backplane/types.js'
+import type { Connection, WriteOutcome } from './connection.js'
 import { ExpiryWheel } from './expiry.js'
+import type { DeliveryFrames } from './protocol.js'
 
 const NONE: ReadonlySet<Connection> = new Set()
+const NO_SUBSCRIBERS: ReadonlySet<ChannelSubscriber> = new Set()
 
-/** Told when a user's first connection arrives and when their last one leaves. */
+/**
+ * Told when a user's first connection arrives and when their last one
+ * leaves, and the same for a channel's subscribers.
+ */
 export interface UserInterest {
   watchUser: (userId: string) => void
   unwatchUser: (userId: string) => void
+  watchChannel: (channel: string) => void
+  unwatchChannel: (channel: string) => void
+}
+
+/**
+ * One connection's subscription to one channel, as the engine sees it: it
+ * is handed each of the channel's envelopes with the shared frames and
+ * decides (positioning, recovery in progress, join/leave wanted) whether
+ * to write it.
+ */
+export interface ChannelSubscriber {
+  readonly connection: Connection
+  receive: (envelope: Envelope, frames: DeliveryFrames) => WriteOutcome | 'skipped'
 }
 
 /**
@@ -19,6 +38,7 @@ export class Registry {
   readonly #byId = new Map<string, Connection>()
   readonly #byUser = new Map<string, Set<Connection>>()
   readonly #interest: UserInterest
+  readonly #byChannel = new Map<string, Set<ChannelSubscriber>>()
   readonly #expiry = new ExpiryWheel<Connection>()
 
   constructor (interest: UserInterest) {
@@ -70,6 +90,41 @@ export class Registry {
 
   countOf (userId: string): number {
     return this.#byUser.get(userId)?.size ?? 0
+  }
+
+  /** Moves a registered connection's deadline (a refreshed token). */
+  reschedule (connection: Connection, expiresAt: number): void {
+    const registered = this.#byId.get(connection.id) === connection
+    if (registered) this.#expiry.remove(connection)
+    connection.expiresAt = expiresAt
+    if (registered) this.#expiry.add(connection)
+  }
+
+  get channelCount (): number {
+    return this.#byChannel.size
+  }
+
+  subscribe (channel: string, subscriber: ChannelSubscriber): void {
+    const subscribers = this.#byChannel.get(channel)
+    if (subscribers === undefined) {
+      this.#byChannel.set(channel, new Set([subscriber]))
+      this.#interest.watchChannel(channel)
+    } else {
+      subscribers.add(subscriber)
+    }
+  }
+
+  unsubscribe (channel: string, subscriber: ChannelSubscriber): void {
+    const subscribers = this.#byChannel.get(channel)
+    if (subscribers === undefined || !subscribers.delete(subscriber)) return
+    if (subscribers.size === 0) {
+      this.#byChannel.delete(channel)
+      this.#interest.unwatchChannel(channel)
+    }
+  }
+
+  subscribersOf (channel: string): ReadonlySet<ChannelSubscriber> {
+    return this.#byChannel.get(channel) ?? NO_SUBSCRIBERS
   }
 
   /** Connections whose token expired by `now`; they leave the expiry index (not the registry). */

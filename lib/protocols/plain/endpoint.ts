@@ -95,7 +95,11 @@ export function registerEndpoint (scope: FastifyInstance, context: EndpointConte
       socket.close(CloseCode.TOO_MANY_USER_CONNECTIONS, 'too many connections for this user')
       return
     }
-    const connection = new Connection(context.nextConnectionId(), identity.userId, identity.claims, expiresAt(identity.claims, options.clockTolerance), socket, context.connections)
+    const connection = new Connection(context.nextConnectionId(), socket, context.connections, {
+      userId: identity.userId,
+      claims: identity.claims,
+      expiresAt: expiresAt(identity.claims, options.clockTolerance)
+    })
     registry.add(connection)
     metrics.connectionsAccepted.inc()
   }

@@ -1,21 +1,19 @@
-import { InvalidMessageError } from '../../errors.js'
+import type { Envelope } from '../../backplane/types.js'
+import type { WireProtocol } from '../../core/protocol.js'
 
-// The wire protocol, server to client: every message is one JSON text frame
+// The /ws wire protocol, server to client: every message is one JSON text frame
 //   {"type":"message","id":"<id>","data":<data>}
-// Built once per message, then the same bytes go to every connection.
+// built once per message around the data's JSON, then the same bytes go to
+// every /ws connection. Channel publications are not part of it.
 
-/**
- * Serializes `data` into the frame payload clients receive. Throws
- * InvalidMessageError when `data` has no JSON form (undefined, a function,
- * a BigInt, a cycle).
- */
-export function encodeMessage (id: string, data: unknown): Buffer {
-  let json: string | undefined
-  try {
-    json = JSON.stringify(data)
-  } catch (err) {
-    throw new InvalidMessageError((err as Error).message, { cause: err })
+const OPEN = Buffer.from('{"type":"message","id":')
+const DATA = Buffer.from(',"data":')
+const CLOSE = Buffer.from('}')
+
+export const PLAIN_PROTOCOL: WireProtocol = Object.freeze({
+  slot: 0,
+  encode (envelope: Envelope): Buffer | undefined {
+    if (envelope.channel !== undefined) return undefined
+    return Buffer.concat([OPEN, Buffer.from(JSON.stringify(envelope.id)), DATA, envelope.data, CLOSE])
   }
-  if (json === undefined) throw new InvalidMessageError(`${typeof data} has no JSON form`)
-  return Buffer.from('{"type":"message","id":' + JSON.stringify(id) + ',"data":' + json + '}')
-}
+})
