@@ -10,6 +10,24 @@ export const TOKEN_PROTOCOL_PREFIX = 'bearer.'
 /** Name of the request decorator our @fastify/jwt registration adds. */
 export const JWT_VERIFY = 'fanoutJwtVerify'
 
+/** @fastify/jwt's request verifier (the JWT_VERIFY decorator), called with a request as `this`. */
+export type RequestVerifier = (this: unknown) => Promise<unknown>
+
+const kCommandToken = Symbol('fanout.commandToken')
+
+/**
+ * What @fastify/jwt verifies a token sent inside a protocol (Centrifugo's
+ * `connect` and `refresh`) as: a request-like object holding the token,
+ * which extractToken returns first. Key providers and `trusted` callbacks
+ * see the upgrade request's headers.
+ */
+interface TokenCarrier {
+  readonly headers: FastifyRequest['headers']
+  readonly query: Record<string, never>
+  readonly ws: true
+  readonly [kCommandToken]: string
+}
+
 const BEARER_SCHEME = /^\s*Bearer(?:\s|$)/i
 const BEARER = /^\s*Bearer +(\S+)\s*$/i
 
@@ -20,6 +38,8 @@ const BEARER = /^\s*Bearer +(\S+)\s*$/i
  * credentials) does not hide those. Used as @fastify/jwt's `extractToken`.
  */
 export function extractToken (request: FastifyRequest): string | undefined {
+  const commandToken = (request as Partial<TokenCarrier>)[kCommandToken]
+  if (commandToken !== undefined) return commandToken
   const authorization = request.headers.authorization
   if (authorization !== undefined && BEARER_SCHEME.test(authorization)) return BEARER.exec(authorization)?.[1]
   if (!request.ws) return undefined
@@ -86,7 +106,21 @@ export async function verifyRequest (request: FastifyRequest, reply: FastifyRepl
     reply.header('www-authenticate', 'Bearer')
     throw new TokenMissingError()
   }
-  const verify = (request as unknown as Record<string, () => Promise<unknown>>)[JWT_VERIFY] as () => Promise<unknown>
+  const verify = (request as unknown as Record<string, RequestVerifier>)[JWT_VERIFY] as RequestVerifier
+  return await verifyWith(verify, request, token, reply)
+}
+
+/**
+ * Verifies a token a client sent inside the protocol, with the same
+ * @fastify/jwt registration and options as upgrades and routes. Throws
+ * FST_FANOUT_TOKEN_INVALID or _EXPIRED as verifyRequest does.
+ */
+export async function verifyToken (verify: RequestVerifier, token: string, headers: FastifyRequest['headers']): Promise<TokenClaims> {
+  const carrier: TokenCarrier = { headers, query: {}, ws: true, [kCommandToken]: token }
+  return await verifyWith(verify, carrier, token, undefined)
+}
+
+async function verifyWith (verify: RequestVerifier, request: unknown, token: string, reply: FastifyReply | undefined): Promise<TokenClaims> {
   let claims: unknown
   try {
     claims = await verify.call(request)
@@ -108,8 +142,8 @@ export async function verifyRequest (request: FastifyRequest, reply: FastifyRepl
 }
 
 /** A 401 FST_FANOUT_TOKEN_INVALID saying why, with its WWW-Authenticate header set. */
-export function invalidToken (reply: FastifyReply, reason: string): Error {
-  reply.header('www-authenticate', 'Bearer error="invalid_token"')
+export function invalidToken (reply: FastifyReply | undefined, reason: string): Error {
+  reply?.header('www-authenticate', 'Bearer error="invalid_token"')
   return new TokenInvalidError(reason)
 }
 
@@ -118,10 +152,10 @@ export function invalidToken (reply: FastifyReply, reason: string): Error {
 // (no status, so they would be 500s): a disallowed algorithm, a token not
 // active yet, a claim of the wrong type, a payload that is not an object,
 // an unknown `crit` header.
-function authenticationError (err: unknown, reply: FastifyReply, token: string): Error {
+function authenticationError (err: unknown, reply: FastifyReply | undefined, token: string): Error {
   const code = (err as { code?: unknown } | null)?.code
   if (code === 'FST_JWT_AUTHORIZATION_TOKEN_EXPIRED' || code === 'FAST_JWT_EXPIRED') {
-    reply.header('www-authenticate', 'Bearer error="invalid_token", error_description="token expired"')
+    reply?.header('www-authenticate', 'Bearer error="invalid_token", error_description="token expired"')
     return new TokenExpiredError()
   }
   // FST_JWT_*: @fastify/jwt's errors, all about the request's token.

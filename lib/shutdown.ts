@@ -1,6 +1,7 @@
 import { WebSocket, type WebSocketServer } from 'ws'
 import type { FastifyBaseLogger } from 'fastify'
 import { CloseCode, type ServerCloseReason } from './core/close-codes.js'
+import { connectionOf } from './core/connection.js'
 import type { Registry } from './core/registry.js'
 
 /** Closes every registered connection with its endpoint's code for `why`, each after what is queued for it. */
@@ -9,7 +10,7 @@ export function closeAll (registry: Registry, why: ServerCloseReason): void {
 }
 
 /**
- * Closes every client with 1001 (going away) and waits for the closing
+ * Closes every client with its endpoint's shutdown code (1001, going away, on /ws) and waits for the closing
  * handshakes, up to `timeout` ms, then terminates the rest. Each client's
  * close frame queues behind the messages already written to it, so what was
  * accepted before shutdown still arrives first.
@@ -30,7 +31,10 @@ export async function closeClients (server: WebSocketServer, timeout: number, lo
           resolve()
         }
       })
-      if (client.readyState === WebSocket.OPEN) client.close(CloseCode.GOING_AWAY, 'server shutting down')
+      // Each endpoint's own code (1001 on /ws, 3001 for Centrifugo's SDKs).
+      const connection = connectionOf(client)
+      if (connection !== undefined) connection.closeFor('shutdown')
+      else if (client.readyState === WebSocket.OPEN) client.close(CloseCode.GOING_AWAY, 'server shutting down')
     }
   })
 }

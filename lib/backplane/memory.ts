@@ -1,10 +1,19 @@
-import type { Backplane, Deliver, Envelope } from './types.js'
+import { MemoryHistory } from '../channels/history.js'
+import { MemoryPresence } from '../channels/presence.js'
+import type { HistoryLimits, HistoryPage, HistoryQuery } from '../channels/types.js'
+import type { Backplane, ChannelPublishResult, Deliver, Envelope } from './types.js'
 import type { DeliveryResult } from '../types.js'
 
-/** The embedded backplane: one process, delivery in the publishing call. */
+/**
+ * The embedded backplane: one process, delivery in the publishing call;
+ * history and presence in memory (lost on restart: a client coming back
+ * learns so from a new epoch).
+ */
 export class MemoryBackplane implements Backplane {
   #deliver: Deliver | undefined
   readonly up = true
+  readonly #history = new MemoryHistory()
+  readonly presence = new MemoryPresence()
 
   // One process: nothing is ever missed, so there are no gaps to report.
   async start (deliver: Deliver): Promise<void> {
@@ -17,11 +26,32 @@ export class MemoryBackplane implements Backplane {
     return { ...this.#deliver(envelope), instances: 1 }
   }
 
+  async publishWithHistory (envelope: Envelope, limits: HistoryLimits): Promise<ChannelPublishResult> {
+    const position = this.#history.append(envelope.channel as string, envelope.data.toString(), envelope.info, limits)
+    const result = await this.publish({ ...envelope, offset: position.offset, epoch: position.epoch })
+    return { ...result, position }
+  }
+
+  async history (channel: string, query: HistoryQuery, limits: HistoryLimits): Promise<HistoryPage> {
+    return this.#history.read(channel, query, limits)
+  }
+
+  async removeHistory (channel: string): Promise<void> {
+    this.#history.remove(channel)
+  }
+
+  /** Forgets expired history and presence (the housekeeping timer's tick). */
+  sweep (now: number): void {
+    this.#history.sweep(now)
+    this.presence.sweep(now)
+  }
+
   // One process receives everything: interest needs no bookkeeping.
   watchUser (): void {}
   unwatchUser (): void {}
   watchChannel (): void {}
   unwatchChannel (): void {}
+  async watching (): Promise<void> {}
 
   async close (): Promise<void> {
     this.#deliver = undefined

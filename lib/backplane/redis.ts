@@ -1,8 +1,11 @@
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import fastifyRedis from '@fastify/redis'
 import { Redis, type Cluster, type RedisOptions } from 'ioredis'
-import { decodeEnvelope, encodeEnvelope } from './codec.js'
-import type { Backplane, Deliver, Envelope, GapListener } from './types.js'
+import { decodeEnvelope, encodeEnvelope, encodeHeader } from './codec.js'
+import { RedisHistory } from './redis-history.js'
+import { RedisPresence } from './redis-presence.js'
+import type { Backplane, ChannelPublishResult, Deliver, Envelope, GapListener } from './types.js'
+import type { HistoryLimits, HistoryPage, HistoryQuery } from '../channels/types.js'
 import type { FanoutMetrics } from '../metrics.js'
 import { RedisUnreachableError } from '../errors.js'
 import type { DeliveryResult } from '../types.js'
@@ -54,6 +57,10 @@ export class RedisBackplane implements Backplane {
   #listening = false
   #up = false
   #closing = false
+  readonly #history: RedisHistory
+  readonly presence: RedisPresence
+  /** Channels watched, each with its SUBSCRIBE's reply (recovery reads history only after it). */
+  readonly #channelWatches = new Map<string, Promise<void>>()
   // Listeners we put on the app's publisher, removed on close: we do not own it.
   readonly #publisherListeners: Array<[string, Listener]> = []
 
@@ -65,6 +72,8 @@ export class RedisBackplane implements Backplane {
     this.#instanceChannel = options.prefix + 'instance:' + options.instanceId
     this.#metrics = options.metrics
     this.#log = options.log
+    this.#history = new RedisHistory(options.client, options.prefix)
+    this.presence = new RedisPresence(options.client, options.prefix)
   }
 
   get up (): boolean {
@@ -129,11 +138,46 @@ export class RedisBackplane implements Backplane {
   }
 
   watchChannel (channel: string): void {
-    this.#subscribe(this.channelOf(channel)).catch((err: Error) => { this.#error('subscribe', err) })
+    const subscribed = this.#subscribe(this.channelOf(channel)).catch((err: Error) => { this.#error('subscribe', err) })
+    this.#channelWatches.set(channel, subscribed)
   }
 
   unwatchChannel (channel: string): void {
+    this.#channelWatches.delete(channel)
     this.#unsubscribe(this.channelOf(channel))
+  }
+
+  async watching (channel: string): Promise<void> {
+    await this.#channelWatches.get(channel)
+  }
+
+  async publishWithHistory (envelope: Envelope, limits: HistoryLimits): Promise<ChannelPublishResult> {
+    const channel = envelope.channel as string
+    try {
+      const { position, receivers } = await this.#history.publish({
+        channel,
+        pubsubChannel: this.channelOf(channel),
+        sharded: this.#sharded,
+        header: encodeHeader(envelope, true),
+        data: envelope.data.toString(),
+        info: envelope.info,
+        limits
+      })
+      this.#metrics.backplanePublished.inc()
+      return { id: envelope.id, instances: receivers, position }
+    } catch (err) {
+      // Without the stream there is no offset to give: nothing is delivered.
+      this.#error('publish', err as Error)
+      throw err
+    }
+  }
+
+  async history (channel: string, query: HistoryQuery, limits: HistoryLimits): Promise<HistoryPage> {
+    return await this.#history.read(channel, query, limits)
+  }
+
+  async removeHistory (channel: string): Promise<void> {
+    await this.#history.remove(channel)
   }
 
   /**

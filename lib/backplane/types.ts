@@ -1,4 +1,4 @@
-import type { ClientInfo } from '../channels/types.js'
+import type { ClientInfo, HistoryLimits, HistoryPage, HistoryQuery, PresenceStore, StreamPosition } from '../channels/types.js'
 import type { DeliveryResult } from '../types.js'
 
 /**
@@ -68,8 +68,28 @@ export interface Backplane {
   watchChannel: (channel: string) => void
   /** This instance no longer holds a subscriber of `channel`. */
   unwatchChannel: (channel: string) => void
+  /** Resolves once this instance receives what is published to `channel` (after watchChannel). */
+  watching: (channel: string) => Promise<void>
+  /**
+   * Appends a channel publication to the channel's history and publishes it
+   * with its offset and epoch, atomically: every instance delivers it with
+   * the same position, and history holds exactly what was delivered.
+   * Rejects when the history cannot be reached (nothing is delivered).
+   */
+  publishWithHistory: (envelope: Envelope, limits: HistoryLimits) => Promise<ChannelPublishResult>
+  /** Reads a channel's history (any instance's publications). */
+  history: (channel: string, query: HistoryQuery, limits: HistoryLimits) => Promise<HistoryPage>
+  /** Drops a channel's publications, keeping its position. */
+  removeHistory: (channel: string) => Promise<void>
+  /** Who is subscribed to which channel, across instances. */
+  readonly presence: PresenceStore
   /** Whether messages currently reach the other instances. */
   readonly up: boolean
   /** Stops delivering and releases what the backplane created. */
   close: () => Promise<void>
+}
+
+/** What publishing to a channel with history did: the delivery, and the publication's position. */
+export interface ChannelPublishResult extends DeliveryResult {
+  readonly position: StreamPosition
 }

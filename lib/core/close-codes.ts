@@ -54,10 +54,16 @@ export function assertCloseArguments (code: unknown, reason: unknown): void {
 }
 
 /** Why the server closes a connection on its own, whatever the endpoint's protocol. */
-export type ServerCloseReason = 'tokenExpired' | 'inboundLimit' | 'messageUnfinished' | 'slowConsumer' | 'messagesMissed'
+export type ServerCloseReason = 'tokenExpired' | 'inboundLimit' | 'messageUnfinished' | 'slowConsumer' | 'messagesMissed' | 'insufficientState' | 'shutdown'
 
-/** An endpoint's close code and reason for each; every endpoint brings its own table. */
-export type CloseTable = Readonly<Record<ServerCloseReason, readonly [code: number, reason: string]>>
+/**
+ * An endpoint's close code and reason for each; every endpoint brings its
+ * own table. `noPong`: a connection silent for two heartbeat intervals; when
+ * absent, its socket is terminated without a close frame (its peer is gone).
+ */
+export type CloseTable = Readonly<Record<ServerCloseReason, readonly [code: number, reason: string]>> & {
+  readonly noPong?: readonly [code: number, reason: string]
+}
 
 /** The plain `/ws` endpoint's table. */
 export const WS_CLOSES: CloseTable = Object.freeze({
@@ -65,5 +71,7 @@ export const WS_CLOSES: CloseTable = Object.freeze({
   inboundLimit: [CloseCode.INBOUND_LIMIT, 'inbound budget exceeded'],
   messageUnfinished: [CloseCode.POLICY_VIOLATION, 'message unfinished'],
   slowConsumer: [CloseCode.SLOW_CONSUMER, 'slow consumer'],
-  messagesMissed: [CloseCode.MESSAGES_MISSED, 'messages may have been missed: reconnect']
+  messagesMissed: [CloseCode.MESSAGES_MISSED, 'messages may have been missed: reconnect'],
+  insufficientState: [CloseCode.MESSAGES_MISSED, 'messages may have been missed: reconnect'],
+  shutdown: [CloseCode.GOING_AWAY, 'server shutting down']
 })

@@ -34,6 +34,8 @@ export interface ConnectionContext {
   readonly protocol: WireProtocol
   /** The endpoint's reader of what clients send (a message within the inbound budget); none: ignored. */
   readonly receive?: (connection: Connection, data: Buffer, isBinary: boolean) => void
+  /** The endpoint's heartbeat message (answered by a message from the client); none: WebSocket pings. */
+  readonly pingPayload?: Buffer
   /** Told once when a connection is gone, after it left the registry. */
   readonly closed?: (connection: Connection) => void
 }
@@ -67,6 +69,11 @@ interface ReceiverInternals {
 const kConnection = Symbol('fanout.connection')
 
 const NO_CLAIMS: TokenClaims = Object.freeze({})
+
+/** The connection a socket belongs to, once an endpoint made one of it. */
+export function connectionOf (socket: WebSocket): Connection | undefined {
+  return socket[kConnection]
+}
 
 /** Queued bytes past which a connection is written at once instead of at the flusher's turn. */
 const EAGER_FLUSH_BYTES = 64 * 1024
@@ -254,8 +261,18 @@ export class Connection implements FanoutConnection {
     this.#socket.close(code, reason)
   }
 
+  /** A heartbeat: the endpoint's own ping message when its protocol has one, a WebSocket ping otherwise. */
   ping (): void {
-    this.#socket.ping()
+    const payload = this.#context.pingPayload
+    if (payload === undefined) this.#socket.ping()
+    else this.reply(payload)
+  }
+
+  /** The client answered nothing for two heartbeats: the endpoint's close, or the socket ends. */
+  heartbeatTimedOut (): void {
+    const close = this.#context.closes.noPong
+    if (close === undefined) this.terminate()
+    else this.closeWith(close[0], close[1])
   }
 
   /**

@@ -54,6 +54,7 @@ export class Housekeeping implements HousekeepingView {
   #lastHeartbeat = 0
   #lastStallCheck = 0
   #lastWindow = 0
+  readonly #sweeps: Array<(now: number) => void> = []
 
   constructor (options: HousekeepingOptions, registry: Registry, metrics: FanoutMetrics, log: FastifyBaseLogger) {
     this.#options = options
@@ -74,6 +75,15 @@ export class Housekeeping implements HousekeepingView {
     this.#timer.unref()
   }
 
+  /**
+   * Adds work to every tick (at most a second apart): forgetting expired
+   * history and presence, closing connections that never identified.
+   * It must touch only what is due.
+   */
+  addSweep (sweep: (now: number) => void): void {
+    this.#sweeps.push(sweep)
+  }
+
   stop (): void {
     clearInterval(this.#timer)
     this.#timer = undefined
@@ -88,6 +98,7 @@ export class Housekeeping implements HousekeepingView {
       this.#lastWindow = now
       this.#window++
     }
+    for (const sweep of this.#sweeps) sweep(now)
     for (const connection of this.unread) {
       if (!connection.abandoned(now, ABANDON_GRACE)) continue
       this.unread.delete(connection)
@@ -109,8 +120,8 @@ export class Housekeeping implements HousekeepingView {
       if (!heartbeat) continue
       if (connection.idleTicks >= MAX_IDLE_TICKS) {
         this.#metrics.heartbeatTimeouts.inc()
-        this.#log.debug({ connectionId: connection.id, userId: connection.userId }, 'fanout: heartbeat timeout, terminating')
-        connection.terminate()
+        this.#log.debug({ connectionId: connection.id, userId: connection.userId }, 'fanout: heartbeat timeout, closing')
+        connection.heartbeatTimedOut()
         continue
       }
       connection.idleTicks++

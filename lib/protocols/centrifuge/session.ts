@@ -1,0 +1,443 @@
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify'
+import { userIdOf, verifyToken, type RequestVerifier } from '../../auth.js'
+import type { Channels } from '../../channels/channels.js'
+import type { ResolvedNamespace } from '../../channels/namespaces.js'
+import { Subscription } from '../../channels/subscription.js'
+import type { ClientInfo, StreamPosition } from '../../channels/types.js'
+import type { Connection } from '../../core/connection.js'
+import type { ExpiryWheel } from '../../core/expiry.js'
+import type { Registry } from '../../core/registry.js'
+import { depthOf, MAX_DATA_DEPTH } from '../../http/broadcast-route.js'
+import type { FanoutMetrics } from '../../metrics.js'
+import type { TokenClaims } from '../../types.js'
+import { DisconnectCode, ErrorCode, UnsubscribeCode, type Advice, type ReplyError } from './codes.js'
+import type { Command, CommandParser, Requests } from './commands.js'
+import { encodePush } from './protocol.js'
+import {
+  connectResult, errorReply, historyResult, presenceResult, presenceStatsResult, refreshResult, reply,
+  rpcResult, subRefreshResult, subscribeResult, unsubscribePush, type Expiry, type Result
+} from './replies.js'
+
+/** What every session of the endpoint shares (one object). */
+export interface SessionContext {
+  readonly registry: Registry
+  readonly channels: Channels
+  readonly metrics: FanoutMetrics
+  readonly log: FastifyBaseLogger
+  readonly parser: CommandParser
+  /** @fastify/jwt's verifier, for tokens sent in commands. */
+  readonly verify: RequestVerifier
+  readonly userClaim: string
+  readonly clockTolerance: number
+  /** Milliseconds after `exp` a connection may still refresh its token before it is closed with 3005. */
+  readonly refreshGrace: number
+  readonly maxConnectionsPerUser: number
+  /** Seconds between the server's pings, for the connect reply. */
+  readonly pingSeconds: number
+  /** Subscription tokens' deadlines (sub_refresh moves them). */
+  readonly subscriptionExpiry: ExpiryWheel<Subscription>
+  readonly onRpc: ((connection: Connection, method: string, data: unknown) => unknown) | undefined
+  readonly onSend: ((connection: Connection, data: unknown) => void) | undefined
+}
+
+/** A command's failure, answered with its code. */
+class CommandError extends Error {
+  readonly error: ReplyError
+  constructor (error: ReplyError) {
+    super(error.message)
+    this.error = error
+  }
+}
+
+/** A failure that ends the connection with a disconnect code. */
+class Disconnect extends Error {
+  readonly advice: Advice
+  constructor (advice: Advice) {
+    super(advice.reason)
+    this.advice = advice
+  }
+}
+
+/**
+ * One connection's side of the Centrifugo client protocol: commands run
+ * strictly in the order they came (a `subscribe` the SDK sends while its
+ * `connect` is being verified waits for it), each answered with its result
+ * or its error code; a frame that is not the protocol closes with 3501.
+ */
+export class Session {
+  readonly connection: Connection
+  readonly #context: SessionContext
+  readonly #headers: FastifyRequest['headers']
+  readonly #subscriptions = new Map<string, Subscription>()
+  #connected = false
+  #closed = false
+  /** Commands in progress: each frame runs after the previous one finished. */
+  #queue: Promise<void> = Promise.resolve()
+
+  constructor (connection: Connection, context: SessionContext, headers: FastifyRequest['headers']) {
+    this.connection = connection
+    this.#context = context
+    this.#headers = headers
+  }
+
+  get connected (): boolean {
+    return this.#connected
+  }
+
+  receive (data: Buffer, isBinary: boolean): void {
+    if (isBinary) {
+      this.#disconnect(DisconnectCode.BAD_REQUEST, 'binary frame on the JSON protocol')
+      return
+    }
+    const frame = this.#context.parser.parse(data.toString())
+    if (!frame.ok) {
+      this.#disconnect(DisconnectCode.BAD_REQUEST, frame.reason)
+      return
+    }
+    const lines = frame.lines
+    this.#queue = this.#queue.then(async () => {
+      for (const line of lines) {
+        if (this.#closed || !this.connection.open) return
+        if (line.kind === 'pong') continue // the heartbeat saw the frame already
+        if (line.kind === 'invalid') {
+          this.#reply(errorReply(line.id, { code: line.code, message: line.message, temporary: false }))
+          continue
+        }
+        await this.#run(line.command)
+      }
+    })
+  }
+
+  /** The connection is gone: its subscriptions end (presence, leave notices). */
+  closed (): void {
+    this.#closed = true
+    for (const subscription of this.#subscriptions.values()) this.#end(subscription)
+    this.#subscriptions.clear()
+  }
+
+  /** The subscription token expired without sub_refresh: the client subscribes again with a new one. */
+  subscriptionExpired (subscription: Subscription): void {
+    if (this.#subscriptions.get(subscription.channel) !== subscription) return
+    this.#subscriptions.delete(subscription.channel)
+    this.#end(subscription)
+    this.#reply(unsubscribePush(subscription.channel, UnsubscribeCode.EXPIRED))
+  }
+
+  async #run (command: Command): Promise<void> {
+    try {
+      if (command.method !== 'connect' && !this.#connected) {
+        throw new Disconnect(DisconnectCode.BAD_REQUEST)
+      }
+      const result = await this.#dispatch(command)
+      if (result !== undefined) this.#reply(result)
+    } catch (err) {
+      if (err instanceof CommandError) {
+        this.#reply(errorReply(command.id, err.error))
+      } else if (err instanceof Disconnect) {
+        this.#disconnect(err.advice, err.message)
+      } else {
+        this.#context.log.error({ err, connectionId: this.connection.id, method: command.method }, 'fanout: command failed')
+        if (command.method === 'connect') this.#disconnect(DisconnectCode.INTERNAL, 'connect failed')
+        else if (command.method !== 'send') this.#reply(errorReply(command.id, ErrorCode.INTERNAL))
+      }
+    }
+  }
+
+  async #dispatch (command: Command): Promise<string | undefined> {
+    const { id } = command
+    switch (command.method) {
+      case 'connect': return reply(id, 'connect', await this.#connect(command.params))
+      case 'refresh': return reply(id, 'refresh', await this.#refresh(command.params))
+      case 'subscribe': return await this.#subscribe(id, command.params)
+      case 'unsubscribe': this.#unsubscribe(command.params.channel); return reply(id, 'unsubscribe')
+      case 'sub_refresh': return reply(id, 'sub_refresh', await this.#subRefresh(command.params))
+      case 'publish': await this.#publish(command.params); return reply(id, 'publish')
+      case 'history': return reply(id, 'history', await this.#history(command.params))
+      case 'presence': {
+        const { channel } = this.#subscribedWith(command.params.channel, 'presence')
+        return reply(id, 'presence', presenceResult(await this.#context.channels.presence(channel)))
+      }
+      case 'presence_stats': {
+        const { channel } = this.#subscribedWith(command.params.channel, 'presence')
+        const stats = await this.#context.channels.presenceStats(channel)
+        return reply(id, 'presence_stats', presenceStatsResult({ num_clients: stats.numClients, num_users: stats.numUsers }))
+      }
+      case 'ping': return reply(id, 'ping')
+      case 'rpc': {
+        const onRpc = this.#context.onRpc
+        if (onRpc === undefined) throw new CommandError(ErrorCode.METHOD_NOT_FOUND)
+        return reply(id, 'rpc', rpcResult(await onRpc(this.connection, command.params.method ?? '', command.params.data)))
+      }
+      case 'send':
+        this.#context.onSend?.(this.connection, command.params.data)
+        return undefined
+    }
+  }
+
+  async #connect (params: Requests['connect']): Promise<Result<'connect'>> {
+    const context = this.#context
+    if (this.#connected) throw new Disconnect(DisconnectCode.BAD_REQUEST)
+    if (params.token === undefined || params.token === '') {
+      context.metrics.rejected('token_missing')
+      throw new CommandError(ErrorCode.UNAUTHORIZED)
+    }
+    const claims = await this.#verify(params.token)
+    const identified = userIdOf(claims, context.userClaim)
+    if ('problem' in identified) {
+      context.metrics.rejected('token_invalid')
+      throw new Disconnect(DisconnectCode.INVALID_TOKEN)
+    }
+    const { userId } = identified
+    if (context.registry.countOf(userId) >= context.maxConnectionsPerUser) {
+      context.metrics.rejected('user_limit')
+      throw new Disconnect(DisconnectCode.CONNECTION_LIMIT)
+    }
+    if (!this.connection.open) throw new Disconnect(DisconnectCode.CONNECTION_CLOSED)
+    this.connection.identify({ userId, claims, expiresAt: this.#expiresAt(claims) })
+    context.registry.add(this.connection)
+    context.metrics.connectionsAccepted.inc()
+    this.#connected = true
+    const subs = await this.#serverSideSubscriptions(claims, params.subs ?? {})
+    return connectResult({ client: this.connection.id, ...expiry(claims), ping: context.pingSeconds, pong: context.pingSeconds > 0, subs })
+  }
+
+  async #refresh (params: Requests['refresh']): Promise<Result<'refresh'>> {
+    const claims = await this.#verify(params.token, true)
+    const identified = userIdOf(claims, this.#context.userClaim)
+    // A refresh may extend a connection, never hand it to another user.
+    if ('problem' in identified || identified.userId !== this.connection.userId) throw new Disconnect(DisconnectCode.INVALID_TOKEN)
+    this.#context.registry.reschedule(this.connection, this.#expiresAt(claims))
+    return refreshResult(expiry(claims))
+  }
+
+  /** Verifies a connection token: an expired one is error 109 (the SDK gets a new one), any other problem closes with 3500. */
+  async #verify (token: string, refreshing = false): Promise<TokenClaims> {
+    try {
+      return await verifyToken(this.#context.verify, token, this.#headers)
+    } catch (err) {
+      const code = (err as { code?: string }).code
+      if (code === 'FST_FANOUT_TOKEN_EXPIRED') {
+        this.#context.metrics.rejected('token_expired')
+        if (refreshing) throw new Disconnect(DisconnectCode.EXPIRED)
+        throw new CommandError(ErrorCode.TOKEN_EXPIRED)
+      }
+      if (code === 'FST_FANOUT_TOKEN_INVALID') {
+        this.#context.metrics.rejected('token_invalid')
+        throw new Disconnect(DisconnectCode.INVALID_TOKEN)
+      }
+      throw err
+    }
+  }
+
+  #expiresAt (claims: TokenClaims): number {
+    return typeof claims.exp === 'number' ? claims.exp * 1000 + this.#context.clockTolerance + this.#context.refreshGrace : Infinity
+  }
+
+  async #serverSideSubscriptions (claims: TokenClaims, recovering: NonNullable<Requests['connect']['subs']>): Promise<Record<string, Result<'subscribe'>>> {
+    const channels = claims.channels
+    const results: Record<string, Result<'subscribe'>> = {}
+    if (!Array.isArray(channels)) return results
+    for (const channel of channels) {
+      if (typeof channel !== 'string') continue
+      const lookup = this.#context.channels.settings.lookup(channel)
+      if (!lookup.ok || this.#subscriptions.has(channel)) continue // the token was minted for another configuration
+      const position = recovering[channel]
+      const { result } = await this.#start(channel, lookup.namespace, {
+        joinLeave: lookup.namespace.forcePushJoinLeave,
+        chanInfo: undefined,
+        expiresAt: Infinity,
+        recover: position?.recover === true ? { offset: position.offset ?? 0, epoch: position.epoch ?? '' } : undefined,
+        serverSide: true
+      })
+      results[channel] = result
+    }
+    return results
+  }
+
+  async #subscribe (id: number, params: Requests['subscribe']): Promise<string> {
+    const context = this.#context
+    const { channel } = params
+    const lookup = context.channels.settings.lookup(channel)
+    if (!lookup.ok) throw new CommandError(lookup.code === 102 ? ErrorCode.UNKNOWN_CHANNEL : ErrorCode.BAD_REQUEST)
+    if (this.#subscriptions.has(channel)) throw new CommandError(ErrorCode.ALREADY_SUBSCRIBED)
+    if (this.#subscriptions.size >= context.channels.settings.maxPerConnection) throw new CommandError(ErrorCode.LIMIT_EXCEEDED)
+    const { namespace, users } = lookup
+    if (users !== undefined && !users.includes(this.connection.userId)) throw new CommandError(ErrorCode.PERMISSION_DENIED)
+    const token = params.token !== undefined && params.token !== '' ? await this.#verifySubscription(params.token, channel) : undefined
+    if (token === undefined) await this.#authorize(namespace, channel)
+    const recoverable = namespace.recovery && namespace.history !== undefined
+    const recover = params.recover === true && recoverable ? { offset: params.offset ?? 0, epoch: params.epoch ?? '' } : undefined
+    const { subscription, result, recovered } = await this.#start(channel, namespace, {
+      joinLeave: namespace.joinLeave && (namespace.forcePushJoinLeave || params.join_leave === true),
+      chanInfo: token?.info,
+      expiresAt: token === undefined ? Infinity : this.#subscriptionExpiresAt(token),
+      recover,
+      serverSide: false,
+      tokenClaims: token
+    })
+    // flag bit 2: the client would rather fail than go on without what it missed.
+    if (recover !== undefined && !recovered && ((params.flag ?? 0) & 2) !== 0) {
+      this.#unsubscribe(channel)
+      throw new CommandError(ErrorCode.UNRECOVERABLE_POSITION)
+    }
+    void subscription
+    return reply(id, 'subscribe', result)
+  }
+
+  /**
+   * Starts a subscription and writes the reply's companions: what arrived
+   * while it was being set up goes out right after the reply (the caller
+   * writes the reply first: replies of this session are written in order,
+   * and so these are queued behind it by #reply's order).
+   */
+  async #start (channel: string, namespace: ResolvedNamespace, settings: {
+    joinLeave: boolean, chanInfo: unknown, expiresAt: number, recover: StreamPosition | undefined, serverSide: boolean, tokenClaims?: TokenClaims
+  }): Promise<{ subscription: Subscription, result: Result<'subscribe'>, recovered: boolean }> {
+    const positioned = namespace.history !== undefined && (namespace.positioning || namespace.recovery)
+    const info: ClientInfo = {
+      user: this.connection.userId,
+      client: this.connection.id,
+      ...(this.connection.claims.info === undefined ? {} : { conn_info: this.connection.claims.info }),
+      ...(settings.chanInfo === undefined ? {} : { chan_info: settings.chanInfo })
+    }
+    const subscription = new Subscription(this.connection, channel, namespace, {
+      positioned,
+      recoverable: namespace.recovery && namespace.history !== undefined,
+      joinLeave: settings.joinLeave,
+      info,
+      expiresAt: settings.expiresAt
+    })
+    this.#subscriptions.set(channel, subscription)
+    let outcome
+    try {
+      outcome = await this.#context.channels.subscribe(subscription, settings.recover)
+    } catch (err) {
+      this.#subscriptions.delete(channel)
+      throw err
+    }
+    if (this.#closed) {
+      this.#end(subscription)
+      throw new Disconnect(DisconnectCode.CONNECTION_CLOSED)
+    }
+    this.#context.subscriptionExpiry.add(subscription)
+    if (outcome.pending === null) throw new Disconnect(DisconnectCode.INSUFFICIENT_STATE)
+    const { position } = outcome
+    const result = subscribeResult({
+      ...(settings.tokenClaims === undefined ? {} : expiry(settings.tokenClaims)),
+      recoverable: subscription.recoverable,
+      positioned,
+      epoch: position?.epoch,
+      offset: position === undefined ? undefined : outcome.recovered && settings.recover !== undefined ? settings.recover.offset : position.offset,
+      was_recovering: settings.recover !== undefined,
+      recovered: outcome.recovered,
+      publications: outcome.publications
+    })
+    const pending = outcome.pending
+    if (pending.length > 0) {
+      // After the reply, which the caller writes synchronously once this resolves.
+      queueMicrotask(() => { for (const envelope of pending) this.#reply(encodePush(envelope)) })
+    }
+    return { subscription, result, recovered: outcome.recovered }
+  }
+
+  async #verifySubscription (token: string, channel: string): Promise<TokenClaims> {
+    let claims: TokenClaims
+    try {
+      claims = await verifyToken(this.#context.verify, token, this.#headers)
+    } catch (err) {
+      const code = (err as { code?: string }).code
+      if (code === 'FST_FANOUT_TOKEN_EXPIRED') throw new CommandError(ErrorCode.TOKEN_EXPIRED)
+      if (code === 'FST_FANOUT_TOKEN_INVALID') throw new CommandError(ErrorCode.PERMISSION_DENIED)
+      throw err
+    }
+    const user = userIdOf(claims, this.#context.userClaim)
+    // A subscription token is for one user and one channel.
+    if ('problem' in user || user.userId !== this.connection.userId || claims.channel !== channel) {
+      throw new CommandError(ErrorCode.PERMISSION_DENIED)
+    }
+    return claims
+  }
+
+  #subscriptionExpiresAt (claims: TokenClaims): number {
+    return typeof claims.exp === 'number' ? claims.exp * 1000 + this.#context.clockTolerance + this.#context.refreshGrace : Infinity
+  }
+
+  async #subRefresh (params: Requests['sub_refresh']): Promise<Result<'sub_refresh'>> {
+    const subscription = this.#subscriptions.get(params.channel)
+    if (subscription === undefined) throw new CommandError(ErrorCode.PERMISSION_DENIED)
+    const claims = await this.#verifySubscription(params.token, params.channel)
+    const wheel = this.#context.subscriptionExpiry
+    wheel.remove(subscription)
+    subscription.expiresAt = this.#subscriptionExpiresAt(claims)
+    wheel.add(subscription)
+    return subRefreshResult(expiry(claims))
+  }
+
+  async #authorize (namespace: ResolvedNamespace, channel: string): Promise<void> {
+    const rule = namespace.subscribe
+    if (rule === 'user') return
+    if (rule === 'token' || !(await rule(this.connection, channel))) throw new CommandError(ErrorCode.PERMISSION_DENIED)
+  }
+
+  #unsubscribe (channel: string): void {
+    const subscription = this.#subscriptions.get(channel)
+    if (subscription === undefined) return
+    this.#subscriptions.delete(channel)
+    this.#end(subscription)
+  }
+
+  #end (subscription: Subscription): void {
+    this.#context.subscriptionExpiry.remove(subscription)
+    this.#context.channels.unsubscribe(subscription)
+  }
+
+  async #publish (params: Requests['publish']): Promise<void> {
+    const subscription = this.#subscriptions.get(params.channel)
+    const rule = subscription?.namespace.publish ?? false
+    if (subscription === undefined || rule === false) throw new CommandError(ErrorCode.PERMISSION_DENIED)
+    const data = params.data ?? null
+    if (depthOf(data, MAX_DATA_DEPTH) > MAX_DATA_DEPTH) throw new CommandError(ErrorCode.BAD_REQUEST)
+    if (rule !== true && !(await rule(this.connection, params.channel, data))) throw new CommandError(ErrorCode.PERMISSION_DENIED)
+    try {
+      await this.#context.channels.publish(params.channel, subscription.namespace, Buffer.from(JSON.stringify(data)), subscription.info)
+    } catch (err) {
+      this.#context.log.warn({ err, channel: params.channel }, 'fanout: client publication failed')
+      throw new CommandError(ErrorCode.INTERNAL)
+    }
+  }
+
+  async #history (params: Requests['history']): Promise<Result<'history'>> {
+    const { channel, namespace } = this.#subscribedWith(params.channel, 'history')
+    const since = params.since === undefined ? undefined : { offset: params.since.offset ?? 0, epoch: params.since.epoch ?? '' }
+    const page = await this.#context.channels.history(channel, namespace, { limit: params.limit ?? 0, since, reverse: params.reverse })
+    if (since !== undefined && since.epoch !== '' && since.epoch !== page.position.epoch) throw new CommandError(ErrorCode.UNRECOVERABLE_POSITION)
+    return historyResult({ publications: page.publications, epoch: page.position.epoch, offset: page.position.offset })
+  }
+
+  /** The subscription a history or presence call is about: subscribers only, and only where the namespace keeps it. */
+  #subscribedWith (channel: string, feature: 'history' | 'presence'): Subscription {
+    const subscription = this.#subscriptions.get(channel)
+    if (subscription === undefined) {
+      const lookup = this.#context.channels.settings.lookup(channel)
+      throw new CommandError(lookup.ok ? ErrorCode.PERMISSION_DENIED : ErrorCode.UNKNOWN_CHANNEL)
+    }
+    const available = feature === 'history' ? subscription.namespace.history !== undefined : subscription.namespace.presence
+    if (!available) throw new CommandError(ErrorCode.NOT_AVAILABLE)
+    return subscription
+  }
+
+  #reply (payload: string): void {
+    this.connection.reply(Buffer.from(payload))
+  }
+
+  #disconnect (advice: Advice, detail: string): void {
+    this.#context.log.debug({ connectionId: this.connection.id, code: advice.code, detail }, 'fanout: closing client')
+    this.connection.closeWith(advice.code, advice.reason)
+  }
+}
+
+/** The reply's `expires`/`ttl` for a token: seconds until `exp`, when it has one. */
+function expiry (claims: TokenClaims): Expiry {
+  if (typeof claims.exp !== 'number') return {}
+  return { expires: true, ttl: Math.max(0, Math.floor(claims.exp - Date.now() / 1000)) }
+}
