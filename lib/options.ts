@@ -210,7 +210,7 @@ function routePath (name: string, value: unknown): string {
   return value
 }
 
-function boolean (name: string, value: unknown): boolean {
+export function boolean (name: string, value: unknown): boolean {
   if (typeof value !== 'boolean') throw new InvalidOptionError(name, `must be true or false, got ${JSON.stringify(value)}`)
   return value
 }
@@ -230,7 +230,7 @@ function scopeName (value: unknown): string {
   return scope
 }
 
-function integer (name: string, value: unknown, min: number, max: number, unit: string): number {
+export function integer (name: string, value: unknown, min: number, max: number, unit: string): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
     throw new InvalidOptionError(name, `must be an integer number of ${unit} from ${min} to ${max}, got ${JSON.stringify(value)}`)
   }
@@ -301,7 +301,7 @@ function metricsListen (value: MetricsOptions['listen']): ResolvedOptions['metri
 }
 
 /** Throws unless the option `name` is an object whose names are all in `known`; `expected` says what it takes. */
-function optionObject<T extends object> (name: string, value: unknown, known: Record<keyof T, true>, expected: string): asserts value is T {
+export function optionObject<T extends object> (name: string, value: unknown, known: Record<keyof T, true>, expected: string): asserts value is T {
   if (value === null || typeof value !== 'object') throw new InvalidOptionError(name, expected)
   knownNames(name + '.', value, Object.keys(known))
 }
