@@ -72,6 +72,8 @@ function hasMalformedBearer (request: FastifyRequest): boolean {
  */
 export function selectProtocol (protocols: Set<string>): string | false {
   if (protocols.has(SUBPROTOCOL)) return SUBPROTOCOL
+  // Centrifugo's SDKs: JSON is what the endpoint speaks, when a client offers both.
+  if (protocols.has('centrifuge-json')) return 'centrifuge-json'
   for (const protocol of protocols) {
     if (!protocol.startsWith(TOKEN_PROTOCOL_PREFIX)) return protocol
   }

@@ -1,5 +1,8 @@
 import { assertCloseArguments, CloseCode } from './core/close-codes.js'
 import { InvalidArgumentError } from './errors.js'
+import type { Channels } from './channels/channels.js'
+import type { ResolvedNamespace } from './channels/namespaces.js'
+import { serializeData } from './core/data.js'
 import type { Fanout } from './core/fanout.js'
 import type { FanoutMetrics } from './metrics.js'
 import type { Registry } from './core/registry.js'
@@ -7,7 +10,25 @@ import type { FanoutDecorator } from './types.js'
 import { assertTarget, assertUserId } from './user-id.js'
 
 /** Builds `fastify.fanout`: the registry's read side and the send methods. */
-export function createDecorator (registry: Registry, fanout: Fanout, metrics: FanoutMetrics, backplaneUp: () => boolean): FanoutDecorator {
+export function createDecorator (registry: Registry, fanout: Fanout, channels: Channels, metrics: FanoutMetrics, backplaneUp: () => boolean): FanoutDecorator {
+  // The namespace of a channel the app names, or the reason it has none.
+  function namespaceOf (channel: unknown): ResolvedNamespace {
+    if (typeof channel !== 'string') throw new InvalidArgumentError('channel', `must be a string, got ${typeof channel}`)
+    const lookup = channels.settings.lookup(channel)
+    if (!lookup.ok) throw new InvalidArgumentError('channel', `${JSON.stringify(channel.slice(0, 100))}: ${lookup.reason}`)
+    return lookup.namespace
+  }
+  function withHistory (channel: unknown): ResolvedNamespace {
+    const namespace = namespaceOf(channel)
+    if (namespace.history === undefined) throw new InvalidArgumentError('channel', `${JSON.stringify(channel)} is in a namespace without history (set historySize and historyTtl)`)
+    return namespace
+  }
+  function withPresence (channel: unknown): ResolvedNamespace {
+    const namespace = namespaceOf(channel)
+    if (!namespace.presence) throw new InvalidArgumentError('channel', `${JSON.stringify(channel)} is in a namespace without presence (set presence: true)`)
+    return namespace
+  }
+
   return {
     get size () { return registry.size },
     get userCount () { return registry.userCount },
@@ -34,6 +55,28 @@ export function createDecorator (registry: Registry, fanout: Fanout, metrics: Fa
       assertCloseArguments(code, reason)
       const { id, delivered, instances, partial } = await fanout.disconnect(userId, code, reason)
       return { id, disconnected: delivered, instances, partial }
+    },
+    async publish (channel, data) {
+      const namespace = namespaceOf(channel)
+      return await channels.publish(channel, namespace, serializeData(data))
+    },
+    async history (channel, query = {}) {
+      const namespace = withHistory(channel)
+      const { limit = 0, since, reverse = false } = query
+      if (!Number.isSafeInteger(limit) || limit < -1) throw new InvalidArgumentError('limit', 'must be -1 (all), 0 (position only) or a positive integer')
+      return await channels.history(channel, namespace, { limit, since, reverse })
+    },
+    async removeHistory (channel) {
+      withHistory(channel)
+      await channels.removeHistory(channel)
+    },
+    async presence (channel) {
+      withPresence(channel)
+      return await channels.presence(channel)
+    },
+    async presenceStats (channel) {
+      withPresence(channel)
+      return await channels.presenceStats(channel)
     },
     metricsRegistry: metrics.registry,
     get backplaneUp () { return backplaneUp() }

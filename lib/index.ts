@@ -12,6 +12,9 @@ import type { Backplane } from './backplane/types.js'
 import { registerBroadcastRoute } from './http/broadcast-route.js'
 import { createDecorator } from './decorator.js'
 import { registerEndpoint } from './protocols/plain/endpoint.js'
+import { registerCentrifugeEndpoint } from './protocols/centrifuge/endpoint.js'
+import { Channels } from './channels/channels.js'
+import type { Connection } from './core/connection.js'
 import { PLAIN_PROTOCOL } from './protocols/plain/message.js'
 import { registerReadinessRoute } from './http/readiness.js'
 import { InvalidOptionError, WebSocketAlreadyRegisteredError } from './errors.js'
@@ -55,6 +58,11 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
   const engine = new Fanout(instanceId, registry, metrics, async (envelope) => await backplane.publish(envelope), options.compression)
   const flusher = new Flusher(FLUSH_SLICE)
   const housekeeping = new Housekeeping(options, registry, metrics, fastify.log)
+  const channels = new Channels(options.channels, registry, () => backplane, () => engine.nextId(), fastify.log)
+  housekeeping.addSweep((now) => {
+    channels.sweep(now)
+    if (backplane instanceof MemoryBackplane) backplane.sweep(now)
+  })
   let closing = false
   let connectionSequence = 0
 
@@ -80,7 +88,7 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
     registerMetricsServer(fastify, options.metrics.registry, { ...options.metrics.listen, path: options.metrics.endpoint })
   }
 
-  fastify.decorate('fanout', createDecorator(registry, engine, metrics, () => backplane.up))
+  fastify.decorate('fanout', createDecorator(registry, engine, channels, metrics, () => backplane.up))
   // On the instance we are registered on, so 404s and the app's own refusals
   // close too, not only ours (see unread-body.ts).
   if (options.closeOnUnreadBody) fastify.addHook('onSend', closeOnUnreadBody)
@@ -97,25 +105,48 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
       jwtVerify: JWT_VERIFY,
       verify: { ...options.jwt.verify, extractToken }
     })
+    // What connections of every endpoint share; each endpoint adds its protocol.
+    const connections = {
+      registry,
+      metrics,
+      log: fastify.log,
+      maxBufferedBytes: options.maxBufferedBytes,
+      closeSlowConsumers: options.slowConsumer === 'close',
+      inbound: options.inbound,
+      housekeeping,
+      send: (connection: Connection, data: unknown) => engine.sendToConnection(connection, data),
+      flusher
+    }
+    const nextConnectionId = (): string => instanceId + '.' + (++connectionSequence).toString(36)
+    const isClosing = (): boolean => closing
     registerEndpoint(scope, {
       options,
       registry,
       metrics,
-      connections: {
+      connections: { ...connections, closes: WS_CLOSES, protocol: PLAIN_PROTOCOL },
+      nextConnectionId,
+      isClosing
+    })
+    registerCentrifugeEndpoint(scope, {
+      options,
+      registry,
+      metrics,
+      housekeeping,
+      connections,
+      session: {
         registry,
+        channels,
         metrics,
         log: fastify.log,
-        maxBufferedBytes: options.maxBufferedBytes,
-        closeSlowConsumers: options.slowConsumer === 'close',
-        inbound: options.inbound,
-        closes: WS_CLOSES,
-        housekeeping,
-        send: (connection, data) => engine.sendToConnection(connection, data),
-        flusher,
-        protocol: PLAIN_PROTOCOL
+        userClaim: options.userClaim,
+        clockTolerance: options.clockTolerance,
+        refreshGrace: options.centrifuge === false ? 0 : options.centrifuge.refreshGrace,
+        maxConnectionsPerUser: options.maxConnectionsPerUser,
+        onRpc: options.centrifuge === false ? undefined : options.centrifuge.onRpc,
+        onSend: options.centrifuge === false ? undefined : options.centrifuge.onSend
       },
-      nextConnectionId: () => instanceId + '.' + (++connectionSequence).toString(36),
-      isClosing: () => closing
+      nextConnectionId,
+      isClosing
     })
     if (options.broadcastPath !== false) registerBroadcastRoute(scope, options, engine)
     if (options.readinessPath !== false) {

@@ -1,12 +1,13 @@
-import { distance } from 'fastest-levenshtein'
 import { Registry } from 'prom-client'
 import type { FastifyJWTOptions } from '@fastify/jwt'
 import type { Cluster, Redis, RedisOptions } from 'ioredis'
 import type { IMetricsPluginOptions } from 'fastify-metrics'
 import { InvalidOptionError } from './errors.js'
+import { boolean, integer, knownNames, nonEmptyString, optionObject, routePath } from './option-checks.js'
 import { parseOriginPolicy, type OriginPolicy } from './origin.js'
 import type { RedisSetting } from './backplane/redis.js'
-import type { BackplaneGapPolicy, CompressionOptions, FanoutOptions, InboundBudget, MetricsListenOptions, MetricsOptions, SlowConsumerPolicy } from './types.js'
+import { resolveChannels, type ResolvedChannels } from './channels/namespaces.js'
+import type { BackplaneGapPolicy, CentrifugeOptions, CompressionOptions, FanoutOptions, InboundBudget, MetricsListenOptions, MetricsOptions, SlowConsumerPolicy } from './types.js'
 
 /** Options after defaults and validation: every field present, frozen. */
 export interface ResolvedOptions {
@@ -46,6 +47,14 @@ export interface ResolvedOptions {
   readonly backplaneGap: BackplaneGapPolicy
   readonly readinessPath: string | false
   readonly closeOnUnreadBody: boolean
+  readonly centrifuge: false | {
+    readonly path: string
+    readonly connectTimeout: number
+    readonly refreshGrace: number
+    readonly onRpc: CentrifugeOptions['onRpc']
+    readonly onSend: CentrifugeOptions['onSend']
+  }
+  readonly channels: ResolvedChannels
 }
 
 export const defaults = {
@@ -77,7 +86,10 @@ export const defaults = {
   backplaneGap: 'close',
   readinessPath: '/fanout/ready',
   closeOnUnreadBody: true,
-  clockTolerance: 2000
+  clockTolerance: 2000,
+  centrifugePath: '/connection/websocket',
+  connectTimeout: 10_000,
+  refreshGrace: 25_000
 } as const
 
 // Every top-level option, in one place: any other name is refused at register
@@ -108,7 +120,9 @@ const optionNames: Record<keyof FanoutOptions, true> = {
   channelPrefix: true,
   backplaneGap: true,
   readinessPath: true,
-  closeOnUnreadBody: true
+  closeOnUnreadBody: true,
+  centrifuge: true,
+  channels: true
 }
 export const OPTION_NAMES: readonly string[] = Object.freeze(Object.keys(optionNames))
 
@@ -117,6 +131,7 @@ const compressionNames: Record<keyof CompressionOptions, true> = { threshold: tr
 const inboundNames: Record<keyof InboundBudget, true> = { messages: true, bytes: true }
 const metricsNames: Record<keyof MetricsOptions, true> = { registry: true, serve: true, endpoint: true, listen: true, fastifyMetrics: true }
 const listenNames: Record<keyof MetricsListenOptions, true> = { port: true, host: true }
+const centrifugeNames: Record<keyof CentrifugeOptions, true> = { path: true, connectTimeout: true, refreshGrace: true, onRpc: true, onSend: true }
 
 export function resolveOptions (options: FanoutOptions): ResolvedOptions {
   if (options === null || typeof options !== 'object') {
@@ -152,6 +167,11 @@ export function resolveOptions (options: FanoutOptions): ResolvedOptions {
     throw new InvalidOptionError('backplaneGap', `must be 'close' or 'keep', got ${JSON.stringify(backplaneGap)}`)
   }
 
+  const centrifugeSettings = centrifuge(options.centrifuge)
+  if (centrifugeSettings !== false && (centrifugeSettings.path === path || centrifugeSettings.path === broadcastPath)) {
+    throw new InvalidOptionError('centrifuge.path', `must differ from \`path\` and \`broadcastPath\` (it is ${centrifugeSettings.path})`)
+  }
+
   const heartbeatInterval = options.heartbeatInterval ?? defaults.heartbeatInterval
   if (heartbeatInterval !== 0) integer('heartbeatInterval', heartbeatInterval, 10, 2 ** 31 - 1, 'milliseconds (or 0 to turn heartbeats off)')
 
@@ -182,7 +202,25 @@ export function resolveOptions (options: FanoutOptions): ResolvedOptions {
     readinessPath: options.readinessPath === false
       ? false
       : routePath('readinessPath', options.readinessPath ?? defaults.readinessPath),
-    closeOnUnreadBody: boolean('closeOnUnreadBody', options.closeOnUnreadBody ?? defaults.closeOnUnreadBody)
+    closeOnUnreadBody: boolean('closeOnUnreadBody', options.closeOnUnreadBody ?? defaults.closeOnUnreadBody),
+    centrifuge: centrifugeSettings,
+    channels: resolveChannels(options.channels)
+  })
+}
+
+function centrifuge (value: FanoutOptions['centrifuge']): ResolvedOptions['centrifuge'] {
+  if (value === undefined || value === false) return false
+  if (value === true) value = {}
+  optionObject('centrifuge', value, centrifugeNames, 'must be false, true or { path, connectTimeout, refreshGrace, onRpc, onSend }')
+  for (const hook of ['onRpc', 'onSend'] as const) {
+    if (value[hook] !== undefined && typeof value[hook] !== 'function') throw new InvalidOptionError(`centrifuge.${hook}`, 'must be a function')
+  }
+  return Object.freeze({
+    path: routePath('centrifuge.path', value.path ?? defaults.centrifugePath),
+    connectTimeout: integer('centrifuge.connectTimeout', value.connectTimeout ?? defaults.connectTimeout, 100, 2 ** 31 - 1, 'milliseconds'),
+    refreshGrace: integer('centrifuge.refreshGrace', value.refreshGrace ?? defaults.refreshGrace, 0, 2 ** 31 - 1, 'milliseconds'),
+    onRpc: value.onRpc,
+    onSend: value.onSend
   })
 }
 
@@ -203,38 +241,12 @@ function redis (value: FanoutOptions['redis']): ResolvedOptions['redis'] {
   return { options: value as RedisOptions }
 }
 
-function routePath (name: string, value: unknown): string {
-  if (typeof value !== 'string' || !value.startsWith('/')) {
-    throw new InvalidOptionError(name, `must be a path starting with '/', got ${JSON.stringify(value)}`)
-  }
-  return value
-}
-
-export function boolean (name: string, value: unknown): boolean {
-  if (typeof value !== 'boolean') throw new InvalidOptionError(name, `must be true or false, got ${JSON.stringify(value)}`)
-  return value
-}
-
-function nonEmptyString (name: string, value: unknown): string {
-  if (typeof value !== 'string' || value === '') {
-    throw new InvalidOptionError(name, `must be a non-empty string, got ${JSON.stringify(value)}`)
-  }
-  return value
-}
-
 function scopeName (value: unknown): string {
   const scope = nonEmptyString('broadcastScope', value)
   if (/\s/.test(scope)) {
     throw new InvalidOptionError('broadcastScope', `must be one scope name without spaces, got ${JSON.stringify(scope)}`)
   }
   return scope
-}
-
-export function integer (name: string, value: unknown, min: number, max: number, unit: string): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new InvalidOptionError(name, `must be an integer number of ${unit} from ${min} to ${max}, got ${JSON.stringify(value)}`)
-  }
-  return value
 }
 
 function limit (name: string, value: unknown): number {
@@ -298,34 +310,4 @@ function metricsListen (value: MetricsOptions['listen']): ResolvedOptions['metri
     port: integer('metrics.listen.port', value.port, 1, 65535, 'a TCP port'),
     host: nonEmptyString('metrics.listen.host', value.host ?? defaults.metricsHost)
   })
-}
-
-/** Throws unless the option `name` is an object whose names are all in `known`; `expected` says what it takes. */
-export function optionObject<T extends object> (name: string, value: unknown, known: Record<keyof T, true>, expected: string): asserts value is T {
-  if (value === null || typeof value !== 'object') throw new InvalidOptionError(name, expected)
-  knownNames(name + '.', value, Object.keys(known))
-}
-
-/** Refuses a name of `value` that is not in `known` (a typo would otherwise be silently ignored). */
-function knownNames (prefix: string, value: object, known: readonly string[]): void {
-  for (const name of Object.keys(value)) {
-    if (known.includes(name)) continue
-    const suggestion = closestName(name, known)
-    const hint = suggestion === undefined ? `the options are ${known.join(', ')}` : `did you mean \`${prefix}${suggestion}\`?`
-    throw new InvalidOptionError(prefix + name, `is unknown; ${hint}`)
-  }
-}
-
-// The known name closest to a misspelt one (at most a few edits away), for the error message.
-function closestName (name: string, known: readonly string[]): string | undefined {
-  let best: string | undefined
-  let bestDistance = Math.min(3, Math.floor(name.length / 2))
-  for (const candidate of known) {
-    const edits = candidate.toLowerCase() === name.toLowerCase() ? 0 : distance(name, candidate)
-    if (edits <= bestDistance) {
-      best = candidate
-      bestDistance = edits
-    }
-  }
-  return best
 }

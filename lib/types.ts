@@ -2,6 +2,8 @@ import type { FastifyJWTOptions } from '@fastify/jwt'
 import type { Cluster, Redis, RedisOptions } from 'ioredis'
 import type { Registry } from 'prom-client'
 import type { IMetricsPluginOptions } from 'fastify-metrics'
+import type { ChannelsOptions } from './channels/namespaces.js'
+import type { ClientInfo, HistoryPage, PresenceStats, StreamPosition } from './channels/types.js'
 
 /** What happens to a connection whose unsent bytes exceed `maxBufferedBytes`. */
 export type SlowConsumerPolicy = 'close' | 'drop'
@@ -86,6 +88,32 @@ export interface MetricsOptions {
   listen?: MetricsListenOptions
   /** Further fastify-metrics options (default and route metrics). */
   fastifyMetrics?: Partial<Omit<IMetricsPluginOptions, 'endpoint'>>
+}
+
+/** The endpoint for Centrifugo's client SDKs (centrifuge-js and the other JSON SDKs). */
+export interface CentrifugeOptions {
+  /**
+   * Path of the endpoint.
+   * @defaultValue '/connection/websocket'
+   */
+  path?: string
+  /**
+   * Milliseconds a client has after the upgrade to send `connect`; past it the
+   * connection is closed with 3502 (stale).
+   * @defaultValue 10000
+   */
+  connectTimeout?: number
+  /**
+   * Milliseconds after a token's `exp` (and the clock tolerance) during which
+   * the client may still refresh it; past it the connection is closed with
+   * 3005 and the SDK reconnects with a new token.
+   * @defaultValue 25000
+   */
+  refreshGrace?: number
+  /** Answers the SDK's `rpc(method, data)`; without it an RPC gets error 104. */
+  onRpc?: (connection: FanoutConnection, method: string, data: unknown) => unknown
+  /** Receives the SDK's `send(data)` (no answer goes back). */
+  onSend?: (connection: FanoutConnection, data: unknown) => void
 }
 
 /** Options of `fastify.register(fanout, options)`. */
@@ -232,6 +260,14 @@ export interface FanoutOptions {
    * @defaultValue true
    */
   closeOnUnreadBody?: boolean
+  /**
+   * Serve Centrifugo's client protocol (JSON) for its SDKs: `true` for the
+   * defaults, or settings.
+   * @defaultValue false
+   */
+  centrifuge?: boolean | CentrifugeOptions
+  /** Channel namespaces and limits (for the Centrifugo endpoint and `publish`). */
+  channels?: ChannelsOptions
 }
 
 /** Who a broadcast goes to. */
@@ -259,6 +295,14 @@ export interface DeliveryResult {
   instances: number
   /** True when Redis was unreachable: only this instance's connections got the message. */
   partial?: boolean
+}
+
+/** What a channel publication did: with history, its position in the channel's stream. */
+export interface ChannelDeliveryResult extends DeliveryResult {
+  /** The publication's offset (channels with history). */
+  offset?: number
+  /** The stream's epoch (channels with history). */
+  epoch?: string
 }
 
 /** What `disconnectUser` did. */
@@ -330,6 +374,25 @@ export interface FanoutDecorator {
    * @defaultValue code 4000, reason 'disconnected by server'
    */
   disconnectUser: (userId: string, code?: number, reason?: string) => Promise<DisconnectResult>
+  /**
+   * Publishes to a channel's subscribers on every instance. In a namespace
+   * with history the publication gets an offset and the stream's epoch
+   * (returned), and is kept for history and recovery. Rejects with
+   * FST_FANOUT_INVALID_ARGUMENT for a channel in no configured namespace.
+   */
+  publish: (channel: string, data: unknown) => Promise<ChannelDeliveryResult>
+  /**
+   * A channel's history (any instance's publications): `limit` 0 (default)
+   * returns only the stream position, -1 as many as `historyMaxLimit`;
+   * `since` only what came after a position; `reverse` newest first.
+   */
+  history: (channel: string, query?: { limit?: number, since?: StreamPosition, reverse?: boolean }) => Promise<HistoryPage>
+  /** Drops a channel's publications; its position (epoch and offset) stays. */
+  removeHistory: (channel: string) => Promise<void>
+  /** Who is subscribed to a channel, across instances, by client id. */
+  presence: (channel: string) => Promise<Record<string, ClientInfo>>
+  /** Numbers of clients and distinct users subscribed to a channel. */
+  presenceStats: (channel: string) => Promise<PresenceStats>
   /** The prom-client registry holding fastify-fanout's metrics. */
   readonly metricsRegistry: Registry
   /**
@@ -344,3 +407,6 @@ declare module 'fastify' {
     fanout: FanoutDecorator
   }
 }
+
+export type { AuthorizePublish, AuthorizeSubscribe, ChannelsOptions, NamespaceOptions, SubscribeRule } from './channels/namespaces.js'
+export type { ClientInfo, HistoryQuery, HistoryPage, Publication, PresenceStats, StreamPosition } from './channels/types.js'

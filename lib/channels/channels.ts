@@ -1,3 +1,4 @@
+import type { FastifyBaseLogger } from 'fastify'
 import type { Backplane, Envelope } from '../backplane/types.js'
 import type { Registry } from '../core/registry.js'
 import type { DeliveryResult } from '../types.js'
@@ -37,8 +38,11 @@ export class Channels {
   readonly #present = new Set<Subscription>()
   #lastPresenceRefresh = Date.now()
 
-  constructor (settings: ResolvedChannels, registry: Registry, backplane: () => Backplane, nextId: () => string) {
+  readonly #log: FastifyBaseLogger
+
+  constructor (settings: ResolvedChannels, registry: Registry, backplane: () => Backplane, nextId: () => string, log: FastifyBaseLogger) {
     this.settings = settings
+    this.#log = log
     this.#registry = registry
     this.#backplane = backplane
     this.#nextId = nextId
@@ -94,7 +98,8 @@ export class Channels {
     this.#registry.unsubscribe(subscription.channel, subscription)
     if (this.#present.delete(subscription)) {
       const { channel, info, namespace } = subscription
-      this.#backplane().presence.remove(channel, info.client).catch(() => {}) // expires on its own within presenceTtl
+      // On failure the entry expires on its own within presenceTtl.
+      this.#backplane().presence.remove(channel, info.client).catch((err: Error) => { this.#failed(err, 'presence remove') })
       if (namespace.joinLeave) this.#notify(channel, 'leave', info)
     }
   }
@@ -125,7 +130,8 @@ export class Channels {
     this.#lastPresenceRefresh = now
     const presence = this.#backplane().presence
     for (const { channel, info } of this.#present) {
-      presence.add(channel, info.client, info, ttl).catch(() => {}) // a Redis outage: entries lapse and come back
+      // In a Redis outage entries lapse, and come back at the next refresh.
+      presence.add(channel, info.client, info, ttl).catch((err: Error) => { this.#failed(err, 'presence refresh') })
     }
   }
 
@@ -138,7 +144,11 @@ export class Channels {
 
   // Join and leave notices are at most once (no offset, no history), as in Centrifugo.
   #notify (channel: string, presence: 'join' | 'leave', info: ClientInfo): void {
-    this.#backplane().publish({ id: this.#nextId(), data: EMPTY, channel, info, presence }).catch(() => {})
+    this.#backplane().publish({ id: this.#nextId(), data: EMPTY, channel, info, presence }).catch((err: Error) => { this.#failed(err, presence) })
+  }
+
+  #failed (err: Error, operation: string): void {
+    this.#log.debug({ err, operation }, 'fanout: channel operation failed')
   }
 }
 

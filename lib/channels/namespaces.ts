@@ -17,7 +17,7 @@
  * Protocol-free: the protocols turn a lookup's code into their own answer.
  */
 import { InvalidOptionError } from '../errors.js'
-import { boolean, integer, optionObject } from '../options.js'
+import { boolean, integer, optionObject } from '../option-checks.js'
 import type { FanoutConnection } from '../types.js'
 import type { HistoryLimits } from './types.js'
 

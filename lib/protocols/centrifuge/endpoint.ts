@@ -1,0 +1,129 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { WebSocket } from 'ws'
+import { JWT_VERIFY, type RequestVerifier } from '../../auth.js'
+import { Connection, type ConnectionContext } from '../../core/connection.js'
+import { ExpiryWheel } from '../../core/expiry.js'
+import type { Housekeeping } from '../../core/housekeeping.js'
+import type { Registry } from '../../core/registry.js'
+import type { Subscription } from '../../channels/subscription.js'
+import { OriginForbiddenError, ShuttingDownError, TooManyConnectionsError, UpgradeRequiredError } from '../../errors.js'
+import type { FanoutMetrics } from '../../metrics.js'
+import type { ResolvedOptions } from '../../options.js'
+import { serializers } from '../../redact.js'
+import { DisconnectCode } from './codes.js'
+import { CommandParser } from './commands.js'
+import { CENTRIFUGE_CLOSES, CENTRIFUGE_PROTOCOL, PING_PAYLOAD } from './protocol.js'
+import { Session, type SessionContext } from './session.js'
+
+/** The subprotocol the JSON SDKs may offer; echoed when offered. */
+export const JSON_SUBPROTOCOL = 'centrifuge-json'
+/** The Protobuf SDKs' subprotocol: not spoken yet, refused with 3506. */
+export const PROTOBUF_SUBPROTOCOL = 'centrifuge-protobuf'
+
+export interface CentrifugeEndpointContext {
+  readonly options: ResolvedOptions
+  readonly registry: Registry
+  readonly metrics: FanoutMetrics
+  readonly housekeeping: Housekeeping
+  /** Connection settings shared with /ws, without the protocol-specific members. */
+  readonly connections: Omit<ConnectionContext, 'protocol' | 'closes' | 'receive' | 'closed' | 'pingPayload'>
+  readonly session: Omit<SessionContext, 'parser' | 'verify' | 'subscriptionExpiry' | 'pingSeconds'>
+  readonly nextConnectionId: () => string
+  readonly isClosing: () => boolean
+}
+
+const kSession = Symbol('fanout.centrifugeSession')
+type SessionHolder = Connection & { [kSession]?: Session }
+
+/**
+ * The endpoint Centrifugo's SDKs connect to. Before the upgrade only what
+ * needs no token is checked (shutdown, Origin, the instance's limit): the
+ * SDK sends its token in the `connect` command, and treats any refused
+ * upgrade as a network failure it retries forever. Connections that send
+ * no `connect` within `connectTimeout` are closed with 3502.
+ */
+export function registerCentrifugeEndpoint (scope: FastifyInstance, context: CentrifugeEndpointContext): void {
+  const { options, registry, metrics } = context
+  if (options.centrifuge === false) return
+  const { path, connectTimeout } = options.centrifuge
+  /** Upgraded connections that have not identified yet, oldest first. */
+  const pending = new Set<Connection>()
+  const subscriptionExpiry = new ExpiryWheel<Subscription>()
+  let verify: RequestVerifier | undefined
+  let sessionContext: SessionContext | undefined
+
+  const sessionOf = (connection: Connection): Session | undefined => (connection as SessionHolder)[kSession]
+  const connectionContext: ConnectionContext = {
+    ...context.connections,
+    protocol: CENTRIFUGE_PROTOCOL,
+    closes: CENTRIFUGE_CLOSES,
+    pingPayload: PING_PAYLOAD,
+    receive (connection, data, isBinary) {
+      const session = sessionOf(connection)
+      if (session === undefined) return
+      if (!session.connected) pending.delete(connection) // a command came: the stale bound no longer applies
+      session.receive(data, isBinary)
+    },
+    closed (connection) {
+      pending.delete(connection)
+      sessionOf(connection)?.closed()
+    }
+  }
+
+  context.housekeeping.addSweep((now) => {
+    for (const connection of pending) {
+      if (now - connection.connectedAt < connectTimeout) break // insertion order: the rest are younger
+      pending.delete(connection)
+      connection.closeWith(DisconnectCode.STALE.code, DisconnectCode.STALE.reason)
+    }
+    for (const subscription of subscriptionExpiry.sweep(now)) sessionOf(subscription.connection)?.subscriptionExpired(subscription)
+  })
+
+  async function admit (request: FastifyRequest): Promise<void> {
+    if (!request.ws) throw new UpgradeRequiredError(path)
+    try {
+      if (context.isClosing()) throw new ShuttingDownError()
+      const origin = request.headers.origin
+      if (origin !== undefined && !options.origins(origin, request.host, request.protocol)) {
+        throw new OriginForbiddenError(JSON.stringify(origin.slice(0, 200)))
+      }
+      if (registry.size + pending.size >= options.maxConnections) throw new TooManyConnectionsError()
+    } catch (err) {
+      const code = (err as { code?: string }).code
+      metrics.rejected(code === 'FST_FANOUT_ORIGIN_FORBIDDEN' ? 'origin' : code === 'FST_FANOUT_SHUTTING_DOWN' ? 'shutting_down' : 'instance_limit')
+      throw err
+    }
+  }
+
+  function onConnection (socket: WebSocket, request: FastifyRequest): void {
+    verify ??= (request as unknown as Record<string, RequestVerifier>)[JWT_VERIFY]
+    sessionContext ??= {
+      ...context.session,
+      parser: new CommandParser(),
+      verify,
+      subscriptionExpiry,
+      pingSeconds: options.heartbeatInterval === 0 ? 0 : Math.max(1, Math.round(options.heartbeatInterval / 1000))
+    }
+    const connection = new Connection(context.nextConnectionId(), socket, connectionContext)
+    if (context.isClosing()) {
+      connection.closeFor('shutdown')
+      return
+    }
+    if (socket.protocol === PROTOBUF_SUBPROTOCOL) {
+      // Binary frames would be misread as JSON: say so, in words the SDK reports.
+      connection.closeWith(DisconnectCode.INAPPROPRIATE_PROTOCOL.code, 'protobuf not supported')
+      return
+    }
+    ;(connection as SessionHolder)[kSession] = new Session(connection, sessionContext, request.headers)
+    pending.add(connection)
+  }
+
+  scope.route({
+    method: 'GET',
+    url: path,
+    websocket: true,
+    logSerializers: serializers,
+    onRequest: admit,
+    handler: onConnection as unknown as (request: FastifyRequest, reply: FastifyReply) => void
+  })
+}
