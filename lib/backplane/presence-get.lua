@@ -1,0 +1,3 @@
+-- The live entries: client id, entry, client id, entry, ...
+drop_due(now_ms())
+return redis.call('HGETALL', KEYS[1])
