@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import type { Cluster, Redis } from 'ioredis'
 import { checkPresenceTtl } from '../channels/presence.js'
 import type { ClientInfo, PresenceStats, PresenceStore } from '../channels/types.js'
+import { slotTag } from './slot.js'
 
 type Keys = [info: string, expiry: string, users: string]
 
@@ -90,7 +91,7 @@ export class RedisPresence implements PresenceStore {
   }
 
   #keys (channel: string): Keys {
-    const tag = `{${channel}}`
+    const tag = slotTag(channel)
     return [`${this.#prefix}presence:${tag}`, `${this.#prefix}presence-exp:${tag}`, `${this.#prefix}presence-users:${tag}`]
   }
 }

@@ -2,6 +2,7 @@ import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import fastifyRedis from '@fastify/redis'
 import { Redis, type Cluster, type RedisOptions } from 'ioredis'
 import { decodeEnvelope, encodeEnvelope, encodeHeader } from './codec.js'
+import { slotTag } from './slot.js'
 import { RedisHistory } from './redis-history.js'
 import { RedisPresence } from './redis-presence.js'
 import type { Backplane, ChannelPublishResult, Deliver, Envelope, GapListener } from './types.js'
@@ -186,7 +187,7 @@ export class RedisBackplane implements Backplane {
    * append and publish atomically.
    */
   channelOf (channel: string): string {
-    return this.#prefix + 'channel:{' + channel + '}'
+    return this.#prefix + 'channel:' + slotTag(channel)
   }
 
   async close (): Promise<void> {

@@ -1,0 +1,108 @@
+import { once } from 'node:events'
+import type { Test } from 'tap'
+import { Centrifuge, type Options, type Subscription, type SubscriptionOptions } from 'centrifuge'
+import { WebSocket } from 'ws'
+import type { FanoutOptions } from '../lib/index.js'
+import { build, type Built } from './helpers.js'
+
+/** The Centrifugo endpoint's URL on a built app. */
+export function sdkUrl (built: Built, path = '/connection/websocket'): string {
+  return built.url.replace('http', 'ws') + path
+}
+
+/** An app with the Centrifugo endpoint on and a `chat` namespace like the example's, plus `extra`. */
+export async function buildCentrifuge (t: Test, options: Partial<FanoutOptions> = {}): Promise<Built & { sdkUrl: string }> {
+  const built = await build(t, {
+    centrifuge: { connectTimeout: 500 },
+    heartbeatInterval: 1000,
+    ...options,
+    channels: {
+      namespaces: {
+        chat: { historySize: 100, historyTtl: 300_000, recovery: true, presence: true, joinLeave: true, publish: true },
+        private: { subscribe: 'token' },
+        ...options.channels?.namespaces
+      },
+      ...options.channels
+    }
+  })
+  return { ...built, sdkUrl: sdkUrl(built) }
+}
+
+/** Every event a client or subscription emitted, by name, in order. */
+export interface Recorder {
+  readonly events: Array<[string, any]>
+  /** Resolves with the next `name` event's context (or one already seen after `from`). */
+  next: (name: string, from?: number) => Promise<any>
+  all: (name: string) => any[]
+}
+
+export function record (emitter: { on: (name: any, listener: (ctx: any) => void) => unknown }, names: string[]): Recorder {
+  const events: Array<[string, any]> = []
+  const waiting: Array<{ name: string, from: number, resolve: (ctx: any) => void }> = []
+  for (const name of names) {
+    emitter.on(name, (ctx: any) => {
+      events.push([name, ctx])
+      for (const waiter of [...waiting]) {
+        if (waiter.name === name) {
+          waiting.splice(waiting.indexOf(waiter), 1)
+          waiter.resolve(ctx)
+        }
+      }
+    })
+  }
+  return {
+    events,
+    async next (name, from = events.length) {
+      const seen = events.slice(from).find(([event]) => event === name)
+      if (seen !== undefined) return seen[1]
+      return await new Promise((resolve) => waiting.push({ name, from, resolve }))
+    },
+    all: (name) => events.filter(([event]) => event === name).map(([, ctx]) => ctx)
+  }
+}
+
+const CLIENT_EVENTS = ['connecting', 'connected', 'disconnected', 'error', 'message', 'publication', 'subscribed', 'subscribing', 'unsubscribed', 'join', 'leave']
+const SUBSCRIPTION_EVENTS = ['subscribing', 'subscribed', 'unsubscribed', 'error', 'publication', 'join', 'leave']
+
+/** A real centrifuge-js client (ws as its WebSocket: Node 20 has none), short timeouts, disconnected when the test ends. */
+export function sdk (t: Test, url: string, options: Partial<Options> = {}): { client: Centrifuge, events: Recorder } {
+  const client = new Centrifuge(url, {
+    websocket: WebSocket,
+    timeout: 3000,
+    minReconnectDelay: 50,
+    maxReconnectDelay: 300,
+    maxServerPingDelay: 2000,
+    ...options
+  })
+  const events = record(client, CLIENT_EVENTS)
+  t.teardown(() => { client.disconnect() })
+  return { client, events }
+}
+
+export function subscription (client: Centrifuge, channel: string, options: Partial<SubscriptionOptions> = {}): { sub: Subscription, events: Recorder } {
+  const sub = client.newSubscription(channel, { minResubscribeDelay: 50, maxResubscribeDelay: 300, ...options })
+  return { sub, events: record(sub, SUBSCRIPTION_EVENTS) }
+}
+
+/** A raw WebSocket to the endpoint: frames as text, for what the SDK would never send. */
+export async function rawClient (t: Test, url: string, protocols?: string[]): Promise<{ ws: WebSocket, frames: string[], next: () => Promise<string>, closed: Promise<[number, string]> }> {
+  const ws = new WebSocket(url, protocols)
+  t.teardown(() => { ws.terminate() })
+  const frames: string[] = []
+  const waiting: Array<(frame: string) => void> = []
+  ws.on('message', (data: Buffer) => {
+    for (const line of data.toString().split('\n')) {
+      const resolve = waiting.shift()
+      if (resolve !== undefined) resolve(line)
+      else frames.push(line)
+    }
+  })
+  const closed = once(ws, 'close').then(([code, reason]) => [code as number, String(reason)] as [number, string])
+  await once(ws, 'open')
+  return {
+    ws,
+    frames,
+    closed,
+    next: async () => frames.length > 0 ? frames.shift() as string : await new Promise<string>((resolve) => waiting.push(resolve))
+  }
+}
