@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import type { Cluster, Redis } from 'ioredis'
 import { checkQuery, newEpoch } from '../channels/history.js'
 import type { ClientInfo, HistoryLimits, HistoryPage, HistoryQuery, Publication, StreamPosition } from '../channels/types.js'
+import { slotTag } from './slot.js'
 
 /** A stream entry as XRANGE returns it: id `<offset>-0`, fields `d` (data) then `i` (info JSON, '' for none). */
 type Entry = [id: string, fields: string[]]
@@ -15,7 +16,7 @@ interface HistoryCommands {
 /** A publication to keep in a channel's history and publish to its subscribers. */
 export interface HistoryPublishRequest {
   readonly channel: string
-  /** Where the message goes; on a Cluster, a name in the channel's slot (`{channel}` as its hash tag). */
+  /** Where the message goes; on a Cluster, a name in the channel's slot (`slotTag(channel)` as its hash tag). */
   readonly pubsubChannel: string
   /** SPUBLISH instead of PUBLISH. */
   readonly sharded: boolean
@@ -111,11 +112,11 @@ export class RedisHistory {
   }
 
   #streamKey (channel: string): string {
-    return `${this.#prefix}history:{${channel}}`
+    return `${this.#prefix}history:${slotTag(channel)}`
   }
 
   #metaKey (channel: string): string {
-    return `${this.#prefix}history-meta:{${channel}}`
+    return `${this.#prefix}history-meta:${slotTag(channel)}`
   }
 }
 

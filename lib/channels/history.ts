@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { ExpiryWheel } from '../expiry.js'
+import { ExpiryWheel } from '../core/expiry.js'
 import type { ClientInfo, HistoryLimits, HistoryPage, HistoryQuery, Publication, StreamPosition } from './types.js'
 
 /**

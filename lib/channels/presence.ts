@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from '../errors.js'
-import { ExpiryWheel } from '../expiry.js'
+import { ExpiryWheel } from '../core/expiry.js'
 import type { ClientInfo, PresenceStats, PresenceStore } from './types.js'
 
 /** One client's presence in one channel; replaced (not mutated) on refresh, so the wheel finds it by its deadline. */
