@@ -215,14 +215,14 @@ t.test('RedisPresence', async (t) => {
     await store.add('room', 'c1', info('u1', 'c1', { conn_info: { a: 1 } }), 5000)
     const after = await serverMs()
     await store.add('room', 'c2', info('u1', 'c2'), 1000)
-    t.strictSame((await client.keys(`${prefix}*`)).sort(), [`${prefix}presence-exp:{room}`, `${prefix}presence-users:{room}`, `${prefix}presence:{room}`])
-    t.strictSame(await client.hgetall(`${prefix}presence-users:{room}`), { u1: '2' })
-    t.equal(await client.hget(`${prefix}presence:{room}`, 'c1'), '{"user":"u1","client":"c1","conn_info":{"a":1}}\nu1')
+    t.strictSame((await client.keys(`${prefix}*`)).sort(), [`${prefix}presence-exp:{c:room}`, `${prefix}presence-users:{c:room}`, `${prefix}presence:{c:room}`])
+    t.strictSame(await client.hgetall(`${prefix}presence-users:{c:room}`), { u1: '2' })
+    t.equal(await client.hget(`${prefix}presence:{c:room}`, 'c1'), '{"user":"u1","client":"c1","conn_info":{"a":1}}\nu1')
     for (const kind of ['presence', 'presence-exp', 'presence-users']) {
-      const pttl = await client.pttl(`${prefix}${kind}:{room}`)
+      const pttl = await client.pttl(`${prefix}${kind}:{c:room}`)
       t.ok(pttl > 4000 && pttl <= 5000, `${kind} lives as long as the longest entry (${pttl} ms)`)
     }
-    const deadline = Number(await client.zscore(`${prefix}presence-exp:{room}`, 'c1'))
+    const deadline = Number(await client.zscore(`${prefix}presence-exp:{c:room}`, 'c1'))
     t.ok(deadline >= before + 5000 && deadline <= after + 5000, 'the deadline in ms, by the server clock')
     await store.remove('room', 'c1')
     await store.remove('room', 'c2')
@@ -248,7 +248,7 @@ t.test('RedisPresence', async (t) => {
     t.strictSame(await survivor.exists(`${prefix}presence:{only-a}`, `${prefix}presence-exp:{only-a}`, `${prefix}presence-users:{only-a}`), 0,
       'keys nobody touched expired by themselves')
     t.strictSame(await b.stats('room'), { numClients: 1, numUsers: 1 })
-    t.strictSame(await survivor.hgetall(`${prefix}presence-users:{room}`), { u1: '1' }, 'u1 counted down, u2 gone')
+    t.strictSame(await survivor.hgetall(`${prefix}presence-users:{c:room}`), { u1: '1' }, 'u1 counted down, u2 gone')
     t.strictSame(await b.get('room'), { b1: info('u1', 'b1') })
     await b.remove('room', 'b1')
     t.strictSame(await survivor.keys(`${prefix}*`), [], 'nothing left')
@@ -262,9 +262,9 @@ t.test('RedisPresence', async (t) => {
     await store.add('room', 'stays', info('u2', 'stays'), LONG)
     await sleep(150)
     await store.add('room', 'new', info('u3', 'new'), LONG)
-    t.strictSame((await client.hkeys(`${prefix}presence:{room}`)).sort(), ['new', 'stays'])
-    t.strictSame((await client.zrange(`${prefix}presence-exp:{room}`, '0', '-1')).sort(), ['new', 'stays'])
-    t.strictSame(Object.keys(await client.hgetall(`${prefix}presence-users:{room}`)).sort(), ['u2', 'u3'])
+    t.strictSame((await client.hkeys(`${prefix}presence:{c:room}`)).sort(), ['new', 'stays'])
+    t.strictSame((await client.zrange(`${prefix}presence-exp:{c:room}`, '0', '-1')).sort(), ['new', 'stays'])
+    t.strictSame(Object.keys(await client.hgetall(`${prefix}presence-users:{c:room}`)).sort(), ['u2', 'u3'])
   })
 
   t.test('the scripts are loaded again after SCRIPT FLUSH', async (t) => {

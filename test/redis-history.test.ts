@@ -30,7 +30,7 @@ t.test('publish sends the header with offset and epoch, a newline and the data, 
   const prefix = randomPrefix()
   const history = new RedisHistory(client(t, redis.port), prefix)
   const subscriber = client(t, redis.port)
-  const pubsubChannel = `${prefix}channel:{chat:1}`
+  const pubsubChannel = `${prefix}channel:{c:chat:1}`
   await subscriber.subscribe(pubsubChannel)
 
   const header = '{"v":2,"id":"x1","ch":"chat:1"'
@@ -50,7 +50,7 @@ t.test('publish sends the header with offset and epoch, a newline and the data, 
   t.same(next.position, { offset: 2, epoch: result.position.epoch })
   t.same((await second)[1], expected(header, 2, result.position.epoch, '2'))
 
-  t.equal((await history.publish({ channel: 'chat:2', pubsubChannel: `${prefix}channel:{chat:2}`, sharded: false, header, data, limits: LIMITS })).receivers, 0,
+  t.equal((await history.publish({ channel: 'chat:2', pubsubChannel: `${prefix}channel:{c:chat:2}`, sharded: false, header, data, limits: LIMITS })).receivers, 0,
     'nobody listens there')
 })
 
@@ -75,14 +75,14 @@ t.test('on a Redis Cluster', async (t) => {
     const ranges = await inspect.cluster('SLOTS')
     const owners = new Set<number | undefined>()
     for (const channel of channels) {
-      const slot = await inspect.cluster('KEYSLOT', `${prefix}channel:{${channel}}`)
+      const slot = await inspect.cluster('KEYSLOT', `${prefix}channel:{c:${channel}}`)
       owners.add(ranges.find(([first, last]) => slot >= first && slot <= last)?.[2]?.[1])
     }
     t.equal(owners.size, 3, 'the channels spread over the three nodes')
-    for (const channel of channels) await subscriber.ssubscribe(`${prefix}channel:{${channel}}`)
+    for (const channel of channels) await subscriber.ssubscribe(`${prefix}channel:{c:${channel}}`)
 
     for (const channel of channels) {
-      const pubsubChannel = `${prefix}channel:{${channel}}`
+      const pubsubChannel = `${prefix}channel:{c:${channel}}`
       const header = `{"ch":${JSON.stringify(channel)}`
       const received = new Promise<Buffer>((resolve) => {
         const listener = (from: Buffer, message: Buffer): void => {
@@ -105,11 +105,11 @@ t.test('on a Redis Cluster', async (t) => {
     const history = new RedisHistory(clusterClient(t), prefix)
     for (const pubsubChannel of [`${prefix}channel:room`, `${prefix}channel:{room:2}`, `${prefix}channel:{}{room}`]) {
       await t.rejects(history.publish({ channel: 'room', pubsubChannel, sharded: true, header: '{', data: '1', limits: LIMITS }),
-        { name: 'TypeError', message: /must have the hash tag \{room\}/ }, pubsubChannel)
+        { name: 'TypeError', message: /must have the hash tag \{c:room\}/ }, pubsubChannel)
     }
     t.equal((await history.position('room', LIMITS)).offset, 0, 'nothing appended')
     // Any name with the channel's tag is in its slot.
-    const result = await history.publish({ channel: 'room', pubsubChannel: 'other:{room}:x', sharded: true, header: '{', data: '1', limits: LIMITS })
+    const result = await history.publish({ channel: 'room', pubsubChannel: 'other:{c:room}:x', sharded: true, header: '{', data: '1', limits: LIMITS })
     t.equal(result.position.offset, 1)
   })
 })
@@ -120,7 +120,7 @@ t.test('concurrent publishes from two clients get distinct, consecutive offsets,
   const a = new RedisHistory(client(t, redis.port), prefix)
   const b = new RedisHistory(client(t, redis.port), prefix)
   const subscriber = client(t, redis.port)
-  const pubsubChannel = `${prefix}channel:{busy}`
+  const pubsubChannel = `${prefix}channel:{c:busy}`
   await subscriber.subscribe(pubsubChannel)
   const offsets: number[] = []
   const all = new Promise<void>((resolve) => {
@@ -146,22 +146,22 @@ t.test('the stream and its meta get their TTLs; a read-created meta gets metaTtl
   const prefix = randomPrefix()
   const inspect = inspector(t, redis.port)
   const history = new RedisHistory(client(t, redis.port), prefix)
-  await history.publish({ channel: 'c', pubsubChannel: `${prefix}channel:{c}`, sharded: false, header: '{', data: '1', limits: LIMITS })
-  const streamTtl = await inspect.pttl(`${prefix}history:{c}`)
-  const metaTtl = await inspect.pttl(`${prefix}history-meta:{c}`)
+  await history.publish({ channel: 'c', pubsubChannel: `${prefix}channel:{c:c}`, sharded: false, header: '{', data: '1', limits: LIMITS })
+  const streamTtl = await inspect.pttl(`${prefix}history:{c:c}`)
+  const metaTtl = await inspect.pttl(`${prefix}history-meta:{c:c}`)
   t.ok(streamTtl > 59_000 && streamTtl <= 60_000, `stream PTTL ${streamTtl}`)
   t.ok(metaTtl > 119_000 && metaTtl <= 120_000, `meta PTTL ${metaTtl}`)
-  t.same(await inspect.xlen(`${prefix}history:{c}`), 1)
-  t.same(await inspect.hgetall(`${prefix}history-meta:{c}`), { e: (await history.position('c', LIMITS)).epoch, s: '1' })
+  t.same(await inspect.xlen(`${prefix}history:{c:c}`), 1)
+  t.same(await inspect.hgetall(`${prefix}history-meta:{c:c}`), { e: (await history.position('c', LIMITS)).epoch, s: '1' })
 
   await history.read('fresh', { limit: -1 }, LIMITS)
-  const freshTtl = await inspect.pttl(`${prefix}history-meta:{fresh}`)
+  const freshTtl = await inspect.pttl(`${prefix}history-meta:{c:fresh}`)
   t.ok(freshTtl > 119_000 && freshTtl <= 120_000, `read-created meta PTTL ${freshTtl}`)
-  t.equal(await inspect.exists(`${prefix}history:{fresh}`), 0, 'no stream without a publication')
+  t.equal(await inspect.exists(`${prefix}history:{c:fresh}`), 0, 'no stream without a publication')
 
   await history.remove('c')
-  t.equal(await inspect.exists(`${prefix}history:{c}`), 0, 'remove deletes the stream')
-  t.equal(await inspect.exists(`${prefix}history-meta:{c}`), 1, 'and keeps the meta')
+  t.equal(await inspect.exists(`${prefix}history:{c:c}`), 0, 'remove deletes the stream')
+  t.equal(await inspect.exists(`${prefix}history-meta:{c:c}`), 1, 'and keeps the meta')
 })
 
 t.test('info round-trips; a publication without info has none', async (t) => {
@@ -170,7 +170,7 @@ t.test('info round-trips; a publication without info has none', async (t) => {
   const history = new RedisHistory(client(t, redis.port), prefix)
   const info = { user: 'alice', client: 'c-1', conn_info: { name: 'Alice', tags: ['a', 1, null] }, chan_info: 'vip' }
   const publish = async (data: string, withInfo?: ClientInfo): Promise<void> => {
-    await history.publish({ channel: 'c', pubsubChannel: `${prefix}channel:{c}`, sharded: false, header: '{', data, info: withInfo, limits: LIMITS })
+    await history.publish({ channel: 'c', pubsubChannel: `${prefix}channel:{c:c}`, sharded: false, header: '{', data, info: withInfo, limits: LIMITS })
   }
   await publish('"with"', info)
   await publish('"without"')
@@ -190,13 +190,13 @@ t.test('offsets up to 2^53 stay exact, in the message and in reads', async (t) =
   const inspect = inspector(t, redis.port)
   const history = new RedisHistory(client(t, redis.port), prefix)
   const epoch = (await history.position('big', LIMITS)).epoch
-  await inspect.hset(`${prefix}history-meta:{big}`, 's', String(2 ** 53 - 3))
+  await inspect.hset(`${prefix}history-meta:{c:big}`, 's', String(2 ** 53 - 3))
   const subscriber = client(t, redis.port)
-  await subscriber.subscribe(`${prefix}channel:{big}`)
+  await subscriber.subscribe(`${prefix}channel:{c:big}`)
   const received = once(subscriber, 'messageBuffer') as Promise<[Buffer, Buffer]>
   const results = []
   for (const data of ['1', '2', '3']) {
-    results.push(await history.publish({ channel: 'big', pubsubChannel: `${prefix}channel:{big}`, sharded: false, header: '{', data, limits: LIMITS }))
+    results.push(await history.publish({ channel: 'big', pubsubChannel: `${prefix}channel:{c:big}`, sharded: false, header: '{', data, limits: LIMITS }))
   }
   t.same(results.map((r) => r.position), [2 ** 53 - 2, 2 ** 53 - 1, 2 ** 53].map((offset) => ({ offset, epoch })))
   t.same((await received)[1], expected('{', 2 ** 53 - 2, epoch, '1'), 'the digits, not 9.007199254741e+15')
@@ -213,22 +213,22 @@ t.test('a stream whose meta is gone is a lost epoch: publish and read start a ne
   const inspect = inspector(t, redis.port)
   const history = new RedisHistory(client(t, redis.port), prefix)
   const publish = async (data: string): Promise<void> => {
-    await history.publish({ channel: 'c', pubsubChannel: `${prefix}channel:{c}`, sharded: false, header: '{', data, limits: LIMITS })
+    await history.publish({ channel: 'c', pubsubChannel: `${prefix}channel:{c:c}`, sharded: false, header: '{', data, limits: LIMITS })
   }
   for (const data of ['1', '2', '3']) await publish(data)
   const old = await history.position('c', LIMITS)
 
-  await inspect.del(`${prefix}history-meta:{c}`)
+  await inspect.del(`${prefix}history-meta:{c:c}`)
   await publish('new')
   const page = await history.read('c', { limit: -1 }, LIMITS)
   t.not(page.position.epoch, old.epoch, 'a new epoch')
   t.same(page.publications, [{ offset: 1, data: 'new' }], 'offsets restart; the old publications are gone')
 
-  await inspect.del(`${prefix}history-meta:{c}`)
+  await inspect.del(`${prefix}history-meta:{c:c}`)
   const read = await history.read('c', { limit: -1 }, LIMITS)
   t.same(read.publications, [], 'a read that creates the epoch drops leftovers too')
   t.equal(read.position.offset, 0)
-  t.equal(await inspect.exists(`${prefix}history:{c}`), 0)
+  t.equal(await inspect.exists(`${prefix}history:{c:c}`), 0)
 })
 
 t.test('scripts flushed from Redis are loaded again', async (t) => {
@@ -236,8 +236,8 @@ t.test('scripts flushed from Redis are loaded again', async (t) => {
   const prefix = randomPrefix()
   const inspect = inspector(t, redis.port)
   const history = new RedisHistory(client(t, redis.port), prefix)
-  await history.publish({ channel: 'c', pubsubChannel: `${prefix}channel:{c}`, sharded: false, header: '{', data: '1', limits: LIMITS })
+  await history.publish({ channel: 'c', pubsubChannel: `${prefix}channel:{c:c}`, sharded: false, header: '{', data: '1', limits: LIMITS })
   await inspect.script('FLUSH')
-  await history.publish({ channel: 'c', pubsubChannel: `${prefix}channel:{c}`, sharded: false, header: '{', data: '2', limits: LIMITS })
+  await history.publish({ channel: 'c', pubsubChannel: `${prefix}channel:{c:c}`, sharded: false, header: '{', data: '2', limits: LIMITS })
   t.same((await history.read('c', { limit: -1 }, LIMITS)).publications.map((p) => p.data), ['1', '2'])
 })
