@@ -80,3 +80,8 @@ export const BackplaneDownError = createError<[number]>(
   'FST_FANOUT_BACKPLANE_DOWN',
   'Redis is unreachable: delivered on this instance only (%d connections), not to other instances', 503, Error, NO_STACK
 )
+
+export const HistoryUnavailableError = createError<[string, { cause: unknown }?]>(
+  'FST_FANOUT_HISTORY_UNAVAILABLE',
+  'Redis is unreachable: channel %s keeps history, and a publication gets its offset there, so nothing was published; retry later', 503, Error, NO_STACK
+)

@@ -148,7 +148,7 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
       nextConnectionId,
       isClosing
     })
-    if (options.broadcastPath !== false) registerBroadcastRoute(scope, options, engine)
+    if (options.broadcastPath !== false) registerBroadcastRoute(scope, options, engine, channels)
     if (options.readinessPath !== false) {
       registerReadinessRoute(scope, options.readinessPath, () => ({ closing, backplaneUp: backplane.up }))
     }

@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Backplane, Envelope } from '../backplane/types.js'
 import type { Registry } from '../core/registry.js'
+import { HistoryUnavailableError } from '../errors.js'
 import type { DeliveryResult } from '../types.js'
 import type { ResolvedChannels, ResolvedNamespace } from './namespaces.js'
 import type { Subscription } from './subscription.js'
@@ -52,7 +53,13 @@ export class Channels {
   async publish (channel: string, namespace: ResolvedNamespace, data: Buffer, info?: ClientInfo): Promise<ChannelDelivery> {
     const envelope: Envelope = { id: this.#nextId(), data, channel, info }
     if (namespace.history === undefined) return await this.#backplane().publish(envelope)
-    const { position, ...result } = await this.#backplane().publishWithHistory(envelope, namespace.history)
+    let published
+    try {
+      published = await this.#backplane().publishWithHistory(envelope, namespace.history)
+    } catch (err) {
+      throw new HistoryUnavailableError(JSON.stringify(channel), { cause: err })
+    }
+    const { position, ...result } = published
     return { ...result, offset: position.offset, epoch: position.epoch }
   }
 

@@ -1,7 +1,11 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { hasScope, verifyRequest } from '../auth.js'
 import { BackplaneDownError, InvalidBroadcastError, ScopeForbiddenError } from '../errors.js'
+import type { Channels } from '../channels/channels.js'
+import type { ResolvedNamespace } from '../channels/namespaces.js'
+import { serializeData } from '../core/data.js'
 import type { Fanout } from '../core/fanout.js'
+import type { ChannelDeliveryResult } from '../types.js'
 import type { ResolvedOptions } from '../options.js'
 import { serializers } from '../redact.js'
 import { MAX_USER_ID_LENGTH, MAX_USER_IDS } from '../user-id.js'
@@ -18,7 +22,14 @@ export interface BroadcastBody {
   data: unknown
   users?: string[]
   except?: string[]
+  /** Publish to this channel's subscribers instead of to users. */
+  channel?: string
+  /** Publish to each of these channels. */
+  channels?: string[]
 }
+
+/** Most channels one request may publish to. */
+export const MAX_CHANNELS_PER_REQUEST = 1000
 
 const userIds = {
   type: 'array',
@@ -32,8 +43,14 @@ export const broadcastBodySchema = {
   // propertyNames, not additionalProperties: Fastify's Ajv silently removes
   // unknown properties, and a typo such as `user` must not turn a targeted
   // message into a broadcast to everyone.
-  propertyNames: { enum: ['data', 'users', 'except'] },
-  properties: { data: {}, users: userIds, except: userIds }
+  propertyNames: { enum: ['data', 'users', 'except', 'channel', 'channels'] },
+  properties: {
+    data: {},
+    users: userIds,
+    except: userIds,
+    channel: { type: 'string', minLength: 1 },
+    channels: { type: 'array', minItems: 1, maxItems: MAX_CHANNELS_PER_REQUEST, items: { type: 'string', minLength: 1 } }
+  }
 } as const
 
 const resultSchema = {
@@ -43,12 +60,21 @@ const resultSchema = {
     delivered: { type: 'integer' },
     dropped: { type: 'integer' },
     instances: { type: 'integer' },
-    partial: { type: 'boolean' }
+    partial: { type: 'boolean' },
+    offset: { type: 'integer' },
+    epoch: { type: 'string' }
+  }
+} as const
+
+const channelsResultSchema = {
+  type: 'object',
+  properties: {
+    channels: { type: 'object', additionalProperties: resultSchema }
   }
 } as const
 
 /** `POST /broadcast`: for other services, with a token that holds the broadcast scope. */
-export function registerBroadcastRoute (scope: FastifyInstance, options: ResolvedOptions, fanout: Fanout): void {
+export function registerBroadcastRoute (scope: FastifyInstance, options: ResolvedOptions, fanout: Fanout, channels: Channels): void {
   async function authorize (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const claims = await verifyRequest(request, reply)
     if (!hasScope(claims, options.scopeClaim, options.broadcastScope)) {
@@ -74,15 +100,22 @@ export function registerBroadcastRoute (scope: FastifyInstance, options: Resolve
     bodyLimit: options.bodyLimit,
     logSerializers: serializers, // a token sent in the query string by mistake stays out of the logs
     onRequest: authorize,
-    schema: { body: broadcastBodySchema, response: { 202: resultSchema } }, // 503 bodies go out as built
+    schema: { body: broadcastBodySchema, response: { 202: { anyOf: [resultSchema, channelsResultSchema] } } }, // 503 bodies go out as built
     attachValidation: true,
     async handler (request, reply) {
       if (request.validationError !== undefined) {
         throw new InvalidBroadcastError(request.validationError.message)
       }
-      const { data, users, except } = request.body
+      const { data, users, except, channel } = request.body
       if (depthOf(data, MAX_DATA_DEPTH) > MAX_DATA_DEPTH) {
         throw new InvalidBroadcastError(`data is nested deeper than ${MAX_DATA_DEPTH} levels of arrays and objects`)
+      }
+      if (channel !== undefined || request.body.channels !== undefined) {
+        const published = await publishToChannels(channels, request.body)
+        const results = 'channels' in published ? Object.values(published.channels) : [published]
+        // As for users: a retry would reach this instance's subscribers twice.
+        const partial = results.some((result) => result.partial === true)
+        return await reply.code(partial ? 503 : 202).send(published)
       }
       const result = await publish(data, { users, except })
       if (result.partial === true) {
@@ -94,6 +127,33 @@ export function registerBroadcastRoute (scope: FastifyInstance, options: Resolve
       return await reply.code(202).send(result)
     }
   })
+}
+
+/**
+ * Publishes to `channel`, or to each of `channels` (the data serialized
+ * once). One channel answers with its result (offset and epoch where the
+ * channel keeps history); several with `{ channels: { <name>: result } }`.
+ */
+async function publishToChannels (channels: Channels, body: BroadcastBody): Promise<ChannelDeliveryResult | { channels: Record<string, ChannelDeliveryResult> }> {
+  if (body.users !== undefined || body.except !== undefined) {
+    throw new InvalidBroadcastError('a channel publication goes to the channel\'s subscribers: leave out users and except')
+  }
+  if (body.channel !== undefined && body.channels !== undefined) throw new InvalidBroadcastError('send either channel or channels, not both')
+  const names = body.channels ?? [body.channel as string]
+  const namespaces = names.map((name) => {
+    const lookup = channels.settings.lookup(name)
+    if (!lookup.ok) throw new InvalidBroadcastError(`channel ${JSON.stringify(name.slice(0, 100))}: ${lookup.reason}`)
+    return lookup.namespace
+  })
+  let data: Buffer
+  try {
+    data = serializeData(body.data)
+  } catch (err) {
+    throw new InvalidBroadcastError((err as Error).message)
+  }
+  const results = await Promise.all(names.map(async (name, i) => await channels.publish(name, namespaces[i] as ResolvedNamespace, data)))
+  if (body.channels === undefined) return results[0] as ChannelDeliveryResult
+  return { channels: Object.fromEntries(names.map((name, i) => [name, results[i] as ChannelDeliveryResult])) }
 }
 
 /** Nesting depth of a parsed JSON value (a scalar is 0), counted no further than `limit` + 1. */
