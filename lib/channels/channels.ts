@@ -21,8 +21,6 @@ export interface SubscribeOutcome {
   recovered: boolean
   /** Missed publications, in order (only when recovered). */
   publications: Publication[]
-  /** Live envelopes that arrived during the setup, to write after the reply; null: a hole (close 3010). */
-  pending: Envelope[] | null
 }
 
 /**
@@ -68,7 +66,8 @@ export class Channels {
    * now on is missed; it is held until the reply), then the history read
    * once this instance receives the channel, then recovery decided all or
    * nothing: every publication after the client's position, without a gap,
-   * or none.
+   * or none. The subscription stays held: the caller writes its reply, then
+   * calls `subscription.goLive(outcome.position)` in the same turn.
    */
   async subscribe (subscription: Subscription, recover: StreamPosition | undefined): Promise<SubscribeOutcome> {
     const { channel, namespace } = subscription
@@ -78,22 +77,17 @@ export class Channels {
       await backplane.watching(channel)
       if (namespace.presence) await this.#join(subscription)
       if (namespace.history === undefined || !subscription.positioned) {
-        return { position: undefined, recovered: false, publications: [], pending: subscription.goLive(undefined) }
+        return { position: undefined, recovered: false, publications: [] }
       }
       if (recover === undefined) {
         const page = await backplane.history(channel, { limit: 0 }, namespace.history)
-        return { position: page.position, recovered: false, publications: [], pending: subscription.goLive(page.position) }
+        return { position: page.position, recovered: false, publications: [] }
       }
       const max = this.settings.recoveryMaxPublications
       const page = await backplane.history(channel, { limit: max + 1, since: recover }, namespace.history)
       const recovered = isRecovered(page, recover, max)
       const position = recovered ? lastOf(page, recover) : page.position
-      return {
-        position,
-        recovered,
-        publications: recovered ? page.publications : [],
-        pending: subscription.goLive(position)
-      }
+      return { position, recovered, publications: recovered ? page.publications : [] }
     } catch (err) {
       this.unsubscribe(subscription)
       throw err

@@ -73,6 +73,11 @@ export class Session {
   #closed = false
   /** Commands in progress: each frame runs after the previous one finished. */
   #queue: Promise<void> = Promise.resolve()
+  /**
+   * Subscriptions answered by the reply being built: they go live in the
+   * same turn as the reply is written, so that no publication overtakes it.
+   */
+  #answered: Array<{ subscription: Subscription, position: StreamPosition | undefined }> = []
 
   constructor (connection: Connection, context: SessionContext, headers: FastifyRequest['headers']) {
     this.connection = connection
@@ -128,9 +133,13 @@ export class Session {
       if (command.method !== 'connect' && !this.#connected) {
         throw new Disconnect(DisconnectCode.BAD_REQUEST)
       }
+      this.#answered = []
       const result = await this.#dispatch(command)
       if (result !== undefined) this.#reply(result)
+      this.#goLive()
     } catch (err) {
+      for (const { subscription } of this.#answered) this.#unsubscribe(subscription.channel)
+      this.#answered = []
       if (err instanceof CommandError) {
         this.#reply(errorReply(command.id, err.error))
       } else if (err instanceof Disconnect) {
@@ -140,6 +149,20 @@ export class Session {
         if (command.method === 'connect') this.#disconnect(DisconnectCode.INTERNAL, 'connect failed')
         else if (command.method !== 'send') this.#reply(errorReply(command.id, ErrorCode.INTERNAL))
       }
+    }
+  }
+
+  /** Subscriptions just answered start receiving; what arrived meanwhile follows the reply. */
+  #goLive (): void {
+    const answered = this.#answered
+    this.#answered = []
+    for (const { subscription, position } of answered) {
+      const pending = subscription.goLive(position)
+      if (pending === null) {
+        this.#disconnect(DisconnectCode.INSUFFICIENT_STATE, 'a gap while subscribing')
+        return
+      }
+      for (const envelope of pending) this.#reply(encodePush(envelope))
     }
   }
 
@@ -267,7 +290,7 @@ export class Session {
     if (token === undefined) await this.#authorize(namespace, channel)
     const recoverable = namespace.recovery && namespace.history !== undefined
     const recover = params.recover === true && recoverable ? { offset: params.offset ?? 0, epoch: params.epoch ?? '' } : undefined
-    const { subscription, result, recovered } = await this.#start(channel, namespace, {
+    const { result, recovered } = await this.#start(channel, namespace, {
       joinLeave: namespace.joinLeave && (namespace.forcePushJoinLeave || params.join_leave === true),
       chanInfo: token?.info,
       expiresAt: token === undefined ? Infinity : this.#subscriptionExpiresAt(token),
@@ -277,19 +300,12 @@ export class Session {
     })
     // flag bit 2: the client would rather fail than go on without what it missed.
     if (recover !== undefined && !recovered && ((params.flag ?? 0) & 2) !== 0) {
-      this.#unsubscribe(channel)
-      throw new CommandError(ErrorCode.UNRECOVERABLE_POSITION)
+      throw new CommandError(ErrorCode.UNRECOVERABLE_POSITION) // #run ends the subscription
     }
-    void subscription
     return reply(id, 'subscribe', result)
   }
 
-  /**
-   * Starts a subscription and writes the reply's companions: what arrived
-   * while it was being set up goes out right after the reply (the caller
-   * writes the reply first: replies of this session are written in order,
-   * and so these are queued behind it by #reply's order).
-   */
+  /** Starts a subscription; it goes live when its reply is written (#goLive). */
   async #start (channel: string, namespace: ResolvedNamespace, settings: {
     joinLeave: boolean, chanInfo: unknown, expiresAt: number, recover: StreamPosition | undefined, serverSide: boolean, tokenClaims?: TokenClaims
   }): Promise<{ subscription: Subscription, result: Result<'subscribe'>, recovered: boolean }> {
@@ -320,8 +336,8 @@ export class Session {
       throw new Disconnect(DisconnectCode.CONNECTION_CLOSED)
     }
     this.#context.subscriptionExpiry.add(subscription)
-    if (outcome.pending === null) throw new Disconnect(DisconnectCode.INSUFFICIENT_STATE)
     const { position } = outcome
+    this.#answered.push({ subscription, position })
     const result = subscribeResult({
       ...(settings.tokenClaims === undefined ? {} : expiry(settings.tokenClaims)),
       recoverable: subscription.recoverable,
@@ -332,11 +348,6 @@ export class Session {
       recovered: outcome.recovered,
       publications: outcome.publications
     })
-    const pending = outcome.pending
-    if (pending.length > 0) {
-      // After the reply, which the caller writes synchronously once this resolves.
-      queueMicrotask(() => { for (const envelope of pending) this.#reply(encodePush(envelope)) })
-    }
     return { subscription, result, recovered: outcome.recovered }
   }
 
