@@ -26,6 +26,7 @@ interface TokenCarrier {
   readonly query: Record<string, never>
   readonly ws: true
   readonly [kCommandToken]: string
+  readonly [JWT_VERIFY]: RequestVerifier
 }
 
 const BEARER_SCHEME = /^\s*Bearer(?:\s|$)/i
@@ -118,7 +119,8 @@ export async function verifyRequest (request: FastifyRequest, reply: FastifyRepl
  * FST_FANOUT_TOKEN_INVALID or _EXPIRED as verifyRequest does.
  */
 export async function verifyToken (verify: RequestVerifier, token: string, headers: FastifyRequest['headers']): Promise<TokenClaims> {
-  const carrier: TokenCarrier = { headers, query: {}, ws: true, [kCommandToken]: token }
+  // @fastify/jwt's verifier calls itself again on the request it is given.
+  const carrier: TokenCarrier = { headers, query: {}, ws: true, [kCommandToken]: token, [JWT_VERIFY]: verify }
   return await verifyWith(verify, carrier, token, undefined)
 }
 
