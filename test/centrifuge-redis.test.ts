@@ -1,0 +1,60 @@
+import t, { type Test } from 'tap'
+import type { FanoutOptions } from '../lib/index.js'
+import { token } from './helpers.js'
+import { buildCentrifuge, sdk, subscription } from './centrifuge-helpers.js'
+import { randomPrefix, startRedis } from './redis-helpers.js'
+
+// Channels across instances joined by a real Redis, with the real SDK.
+
+async function instances (t: Test, redisUrl: string, count: number, options: Partial<FanoutOptions> = {}): Promise<Array<Awaited<ReturnType<typeof buildCentrifuge>>>> {
+  const prefix = randomPrefix()
+  const built = []
+  for (let i = 0; i < count; i++) built.push(await buildCentrifuge(t, { redis: redisUrl, channelPrefix: prefix, ...options }))
+  return built
+}
+
+t.test('a publication on one instance reaches subscribers on another, with its offset', async (t) => {
+  const redis = await startRedis(t)
+  const [a, b] = await instances(t, redis.url, 2)
+  const alice = sdk(t, a!.sdkUrl, { token: token({ sub: 'alice' }) })
+  const bob = sdk(t, b!.sdkUrl, { token: token({ sub: 'bob' }) })
+  alice.client.connect()
+  bob.client.connect()
+  const sa = subscription(alice.client, 'chat:x')
+  const sb = subscription(bob.client, 'chat:x')
+  sa.sub.subscribe()
+  sb.sub.subscribe()
+  await sa.events.next('subscribed')
+  await sb.events.next('subscribed')
+  const received = sb.events.next('publication')
+  await sa.sub.publish({ n: 1 })
+  const publication = await received
+  t.same(publication.data, { n: 1 })
+  t.equal(publication.offset, 1)
+  const result = await a!.app.fanout.publish('chat:x', { n: 2 })
+  t.equal(result.offset, 2)
+  t.equal(typeof result.epoch, 'string')
+  const presence = await b!.app.fanout.presenceStats('chat:x')
+  t.same(presence, { numClients: 2, numUsers: 2 }, 'presence across instances')
+})
+
+t.test('recovery with Redis: a client whose instance restarts gets exactly what it missed, from another instance', async (t) => {
+  const redis = await startRedis(t)
+  const [a, b] = await instances(t, redis.url, 2)
+  const { client } = sdk(t, a!.sdkUrl, { token: token() })
+  client.connect()
+  const { sub, events } = subscription(client, 'chat:r')
+  sub.subscribe()
+  await events.next('subscribed')
+  await b!.app.fanout.publish('chat:r', 'one')
+  await events.next('publication')
+  await a!.app.close() // the SDK reconnects to the same URL, which is gone: publish meanwhile
+  for (const n of ['two', 'three', 'four']) await b!.app.fanout.publish('chat:r', n)
+  // Point the SDK at the surviving instance, as a load balancer would.
+  ;(client as any)._endpoint = b!.sdkUrl
+  const again = await events.next('subscribed', events.events.length)
+  t.equal(again.recovered, true)
+  t.equal(again.wasRecovering, true)
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.same(events.all('publication').map((p) => [p.data, p.offset]), [['one', 1], ['two', 2], ['three', 3], ['four', 4]])
+})
