@@ -1,4 +1,4 @@
-import { assertCloseArguments, CloseCode } from './core/close-codes.js'
+import { assertCloseArguments } from './core/close-codes.js'
 import { InvalidArgumentError } from './errors.js'
 import type { Channels } from './channels/channels.js'
 import type { ResolvedNamespace } from './channels/namespaces.js'
@@ -50,11 +50,24 @@ export function createDecorator (registry: Registry, fanout: Fanout, channels: C
       if (typeof connectionId !== 'string') throw new InvalidArgumentError('connectionId', `must be a string, got ${typeof connectionId}`)
       return await fanout.publish(data, { connectionId })
     },
-    async disconnectUser (userId, code = CloseCode.DISCONNECTED, reason = 'disconnected by server') {
+    async disconnectUser (userId, code, reason = 'disconnected by server') {
       assertUserId('userId', userId)
-      assertCloseArguments(code, reason)
-      const { id, delivered, instances, partial } = await fanout.disconnect(userId, code, reason)
+      // Without a code, each endpoint closes with its own (4000 on /ws, 3503 for Centrifugo's SDKs).
+      if (code !== undefined) assertCloseArguments(code, reason)
+      const { id, delivered, instances, partial } = await fanout.disconnect(userId, code ?? 0, code === undefined ? '' : reason)
       return { id, disconnected: delivered, instances, partial }
+    },
+    async subscribe (userId, channel) {
+      assertUserId('userId', userId)
+      namespaceOf(channel)
+      const { id, delivered, instances, partial } = await fanout.subscription(userId, channel, true)
+      return { id, subscribed: delivered, instances, partial }
+    },
+    async unsubscribe (userId, channel) {
+      assertUserId('userId', userId)
+      namespaceOf(channel)
+      const { id, delivered, instances, partial } = await fanout.subscription(userId, channel, false)
+      return { id, subscribed: delivered, instances, partial }
     },
     async publish (channel, data) {
       const namespace = namespaceOf(channel)

@@ -305,6 +305,18 @@ export interface ChannelDeliveryResult extends DeliveryResult {
   epoch?: string
 }
 
+/** What `subscribe`/`unsubscribe` did. */
+export interface SubscriptionResult {
+  /** Control message id. */
+  id: string
+  /** Connections of this instance it was applied to, when this instance applied it within the call. */
+  subscribed?: number
+  /** Instances the request reached (with Redis: those holding a connection of the user). */
+  instances: number
+  /** True when Redis was unreachable: only this instance's connections were reached. */
+  partial?: boolean
+}
+
 /** What `disconnectUser` did. */
 export interface DisconnectResult {
   /** Control message id. */
@@ -370,10 +382,19 @@ export interface FanoutDecorator {
    * instance: with Redis the request travels as a control message on the
    * user's channel. Rejects with FST_FANOUT_INVALID_CLOSE_CODE or
    * FST_FANOUT_INVALID_CLOSE_REASON for a code outside 1000/3000-4999 or a
-   * reason over 123 bytes.
-   * @defaultValue code 4000, reason 'disconnected by server'
+   * reason over 123 bytes. Without a code each endpoint closes with its own:
+   * 4000 on `/ws`, 3503 (final) for Centrifugo's SDKs.
+   * @defaultValue reason 'disconnected by server'
    */
   disconnectUser: (userId: string, code?: number, reason?: string) => Promise<DisconnectResult>
+  /**
+   * Subscribes every Centrifugo-protocol connection of a user, on every
+   * instance, to a channel on the server's side (the SDK reports a
+   * client-level `subscribed`); `/ws` connections are not affected.
+   */
+  subscribe: (userId: string, channel: string) => Promise<SubscriptionResult>
+  /** Ends a user's subscriptions to a channel (client-side or server-side) on every instance. */
+  unsubscribe: (userId: string, channel: string) => Promise<SubscriptionResult>
   /**
    * Publishes to a channel's subscribers on every instance. In a namespace
    * with history the publication gets an offset and the stream's epoch

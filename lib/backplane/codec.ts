@@ -8,8 +8,8 @@ import type { Envelope } from './types.js'
 // serialized once by the publishing instance. Receivers parse only the short
 // header; each protocol splices the data bytes into its own frame.
 //   {"v":2,"id":"…","u":["alice"],"x":["bob"],"c":"conn-id"}\n{"any":"json"}
-// A control envelope (close the targeted connections) has `d`: [code, reason]
-// and no data. A channel publication has `ch`, and, from the history script
+// A control envelope has no data: `d`: [code, reason] closes the targeted
+// connections, `s`: [channel, 1 | 0] subscribes them to a channel or ends it. A channel publication has `ch`, and, from the history script
 // that appends them, `o` and `e` (offset and epoch); `i` is who published;
 // a join/leave notice has `p` ('join' | 'leave'), `i` and no data.
 
@@ -28,6 +28,7 @@ interface Header {
   e?: string
   i?: ClientInfo
   p?: 'join' | 'leave'
+  s?: [string, 0 | 1]
 }
 
 /** The header's JSON text, without its closing brace when `open` (the history script appends offset and epoch). */
@@ -42,6 +43,7 @@ export function encodeHeader (envelope: Envelope, open = false): string {
   if (envelope.epoch !== undefined) header.e = envelope.epoch
   if (envelope.info !== undefined) header.i = envelope.info
   if (envelope.presence !== undefined) header.p = envelope.presence
+  if (envelope.subscription !== undefined) header.s = [envelope.subscription.channel, envelope.subscription.subscribe ? 1 : 0]
   // JSON.stringify never emits a raw newline, so the first one ends the header.
   const json = JSON.stringify(header)
   return open ? json.slice(0, -1) : json
@@ -63,7 +65,7 @@ export function decodeEnvelope (message: Buffer): Envelope | null {
   }
   if (!isHeader(header)) return null
   const data = message.subarray(end + 1)
-  const withoutData = header.d !== undefined || header.p !== undefined
+  const withoutData = header.d !== undefined || header.p !== undefined || header.s !== undefined
   if (withoutData) {
     if (data.length !== 0) return null
   } else if (data.length === 0 || data.indexOf(NEWLINE) !== -1 || !isUtf8(data)) {
@@ -81,7 +83,8 @@ export function decodeEnvelope (message: Buffer): Envelope | null {
     offset: header.o,
     epoch: header.e,
     info: header.i,
-    presence: header.p
+    presence: header.p,
+    subscription: header.s === undefined ? undefined : { channel: header.s[0], subscribe: header.s[1] === 1 }
   }
 }
 
@@ -98,7 +101,8 @@ function isHeader (value: unknown): value is Header {
     (header.o === undefined || Number.isSafeInteger(header.o)) &&
     (header.e === undefined || typeof header.e === 'string') &&
     (header.i === undefined || isClientInfo(header.i)) &&
-    (header.p === undefined || ((header.p === 'join' || header.p === 'leave') && typeof header.ch === 'string'))
+    (header.p === undefined || ((header.p === 'join' || header.p === 'leave') && typeof header.ch === 'string')) &&
+    (header.s === undefined || (Array.isArray(header.s) && header.s.length === 2 && typeof header.s[0] === 'string' && (header.s[1] === 0 || header.s[1] === 1)))
 }
 
 function isClientInfo (value: unknown): value is ClientInfo {
@@ -108,7 +112,7 @@ function isClientInfo (value: unknown): value is ClientInfo {
 }
 
 function isDisconnect (value: unknown): boolean {
-  return Array.isArray(value) && value.length === 2 && isApplicationCloseCode(value[0]) && isCloseReason(value[1])
+  return Array.isArray(value) && value.length === 2 && (value[0] === 0 || isApplicationCloseCode(value[0])) && isCloseReason(value[1])
 }
 
 function isStringList (value: unknown): value is string[] {

@@ -18,7 +18,8 @@ export interface Envelope {
   readonly connectionId?: string
   /**
    * A control message instead of a message: close the targeted connections
-   * with this code and reason (the payload is empty).
+   * with this code and reason (no data). Code 0: each endpoint's own code
+   * for a server disconnect (4000 on /ws, 3503 for Centrifugo's SDKs).
    */
   readonly disconnect?: { readonly code: number, readonly reason: string }
   /** A publication to (or a join/leave notice of) this channel's subscribers, instead of a message to users. */
@@ -30,6 +31,11 @@ export interface Envelope {
   readonly info?: ClientInfo
   /** A join/leave notice instead of a publication (no data, no offset). */
   readonly presence?: 'join' | 'leave'
+  /**
+   * A control message instead of a message: subscribe the targeted users'
+   * connections to `channel` on the server side (or end that subscription).
+   */
+  readonly subscription?: { readonly channel: string, readonly subscribe: boolean }
 }
 
 /** What one instance did with an envelope. */

@@ -54,7 +54,7 @@ export function assertCloseArguments (code: unknown, reason: unknown): void {
 }
 
 /** Why the server closes a connection on its own, whatever the endpoint's protocol. */
-export type ServerCloseReason = 'tokenExpired' | 'inboundLimit' | 'messageUnfinished' | 'slowConsumer' | 'messagesMissed' | 'insufficientState' | 'shutdown'
+export type ServerCloseReason = 'tokenExpired' | 'inboundLimit' | 'messageUnfinished' | 'slowConsumer' | 'messagesMissed' | 'insufficientState' | 'shutdown' | 'disconnected'
 
 /**
  * An endpoint's close code and reason for each; every endpoint brings its
@@ -73,5 +73,6 @@ export const WS_CLOSES: CloseTable = Object.freeze({
   slowConsumer: [CloseCode.SLOW_CONSUMER, 'slow consumer'],
   messagesMissed: [CloseCode.MESSAGES_MISSED, 'messages may have been missed: reconnect'],
   insufficientState: [CloseCode.MESSAGES_MISSED, 'messages may have been missed: reconnect'],
-  shutdown: [CloseCode.GOING_AWAY, 'server shutting down']
+  shutdown: [CloseCode.GOING_AWAY, 'server shutting down'],
+  disconnected: [CloseCode.DISCONNECTED, 'disconnected by server']
 })

@@ -36,6 +36,8 @@ export interface ConnectionContext {
   readonly receive?: (connection: Connection, data: Buffer, isBinary: boolean) => void
   /** The endpoint's heartbeat message (answered by a message from the client); none: WebSocket pings. */
   readonly pingPayload?: Buffer
+  /** Subscribes a connection to a channel on the server's side, or ends it; none: the endpoint has no channels. */
+  readonly serverSubscription?: (connection: Connection, channel: string, subscribe: boolean) => void
   /** Told once when a connection is gone, after it left the registry. */
   readonly closed?: (connection: Connection) => void
 }
@@ -259,6 +261,14 @@ export class Connection implements FanoutConnection {
     this.flush()
     this.#closeCode = code
     this.#socket.close(code, reason)
+  }
+
+  /** Applies a server-side subscribe or unsubscribe; false when this connection's endpoint has no channels. */
+  serverSubscription (channel: string, subscribe: boolean): boolean {
+    const apply = this.#context.serverSubscription
+    if (apply === undefined || this.#socket.readyState !== WebSocket.OPEN) return false
+    apply(this, channel, subscribe)
+    return true
   }
 
   /** A heartbeat: the endpoint's own ping message when its protocol has one, a WebSocket ping otherwise. */

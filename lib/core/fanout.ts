@@ -59,14 +59,20 @@ export class Fanout {
     return this.#publish(envelope)
   }
 
-  /** Closes every connection of `userId` on every instance. */
+  /** Closes every connection of `userId` on every instance; code 0: each endpoint's own. */
   disconnect (userId: string, code: number, reason: string): Promise<DeliveryResult> {
     return this.#publish({ id: this.nextId(), data: EMPTY, users: [userId], disconnect: { code, reason } })
+  }
+
+  /** Subscribes every connection of `userId`, on every instance, to `channel` (or ends that). */
+  subscription (userId: string, channel: string, subscribe: boolean): Promise<DeliveryResult> {
+    return this.#publish({ id: this.nextId(), data: EMPTY, users: [userId], subscription: { channel, subscribe } })
   }
 
   /** Writes an envelope to the local connections it targets (or closes them, for a disconnect). */
   deliver (envelope: Envelope): LocalDelivery {
     if (envelope.disconnect !== undefined) return this.#disconnect(envelope, envelope.disconnect)
+    if (envelope.subscription !== undefined) return this.#subscription(envelope, envelope.subscription)
     const started = process.hrtime.bigint()
     const { users, connectionId } = envelope
     // Framed once per protocol here (and compressed once per window size, if
@@ -104,11 +110,23 @@ export class Fanout {
     for (const userId of envelope.users ?? []) {
       // Closing starts the handshake; the connection leaves the set on ws's 'close', later.
       for (const connection of this.#registry.ofUser(userId)) {
-        connection.closeWith(code, reason)
+        if (code === 0) connection.closeFor('disconnected')
+        else connection.closeWith(code, reason)
         closed++
       }
     }
     return { id: envelope.id, delivered: closed, dropped: 0 }
+  }
+
+  // Connections of endpoints without server-side subscriptions (/ws) are not counted.
+  #subscription (envelope: Envelope, { channel, subscribe }: { channel: string, subscribe: boolean }): LocalDelivery {
+    let applied = 0
+    for (const userId of envelope.users ?? []) {
+      for (const connection of this.#registry.ofUser(userId)) {
+        if (connection.serverSubscription(channel, subscribe)) applied++
+      }
+    }
+    return { id: envelope.id, delivered: applied, dropped: 0 }
   }
 
   // Metrics move once per message, not once per connection.

@@ -64,6 +64,9 @@ export function registerCentrifugeEndpoint (scope: FastifyInstance, context: Cen
       if (!session.connected) pending.delete(connection) // a command came: the stale bound no longer applies
       session.receive(data, isBinary)
     },
+    serverSubscription (connection, channel, subscribe) {
+      sessionOf(connection)?.serverSubscription(channel, subscribe)
+    },
     closed (connection) {
       pending.delete(connection)
       sessionOf(connection)?.closed()

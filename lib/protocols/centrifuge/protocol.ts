@@ -42,5 +42,6 @@ export const CENTRIFUGE_CLOSES: CloseTable = Object.freeze({
   messagesMissed: close(DisconnectCode.INSUFFICIENT_STATE),
   insufficientState: close(DisconnectCode.INSUFFICIENT_STATE),
   shutdown: close(DisconnectCode.SHUTDOWN),
-  noPong: close(DisconnectCode.NO_PONG)
+  noPong: close(DisconnectCode.NO_PONG),
+  disconnected: close(DisconnectCode.FORCE_DISCONNECT)
 })

@@ -15,7 +15,7 @@ import type { Command, CommandParser, Requests } from './commands.js'
 import { encodePush } from './protocol.js'
 import {
   connectResult, errorReply, historyResult, presenceResult, presenceStatsResult, refreshResult, reply,
-  rpcResult, subRefreshResult, subscribeResult, unsubscribePush, type Expiry, type Result
+  rpcResult, subRefreshResult, subscribePush, subscribeResult, unsubscribePush, type Expiry, type Result
 } from './replies.js'
 
 /** What every session of the endpoint shares (one object). */
@@ -118,6 +118,37 @@ export class Session {
     this.#closed = true
     for (const subscription of this.#subscriptions.values()) this.#end(subscription)
     this.#subscriptions.clear()
+  }
+
+  /**
+   * The application subscribes this connection to a channel (or ends a
+   * subscription), in turn with the client's own commands.
+   */
+  serverSubscription (channel: string, subscribe: boolean): void {
+    this.#queue = this.#queue.then(async () => {
+      if (this.#closed || !this.#connected) return
+      if (!subscribe) {
+        if (!this.#subscriptions.has(channel)) return
+        this.#unsubscribe(channel)
+        this.#reply(unsubscribePush(channel, UnsubscribeCode.SERVER))
+        return
+      }
+      const lookup = this.#context.channels.settings.lookup(channel)
+      if (!lookup.ok || this.#subscriptions.has(channel)) return
+      this.#answered = []
+      try {
+        const { subscription, position } = await this.#start(channel, lookup.namespace, {
+          joinLeave: lookup.namespace.forcePushJoinLeave, chanInfo: undefined, expiresAt: Infinity, recover: undefined, serverSide: true
+        })
+        this.#reply(subscribePush(channel, { recoverable: subscription.recoverable, positioned: subscription.positioned, epoch: position?.epoch, offset: position?.offset }))
+        this.#goLive()
+      } catch (err) {
+        for (const { subscription } of this.#answered) this.#unsubscribe(subscription.channel)
+        this.#answered = []
+        if (err instanceof Disconnect) this.#disconnect(err.advice, err.message)
+        else this.#context.log.warn({ err, channel, connectionId: this.connection.id }, 'fanout: server-side subscribe failed')
+      }
+    })
   }
 
   /** The subscription token expired without sub_refresh: the client subscribes again with a new one. */
@@ -308,7 +339,7 @@ export class Session {
   /** Starts a subscription; it goes live when its reply is written (#goLive). */
   async #start (channel: string, namespace: ResolvedNamespace, settings: {
     joinLeave: boolean, chanInfo: unknown, expiresAt: number, recover: StreamPosition | undefined, serverSide: boolean, tokenClaims?: TokenClaims
-  }): Promise<{ subscription: Subscription, result: Result<'subscribe'>, recovered: boolean }> {
+  }): Promise<{ subscription: Subscription, result: Result<'subscribe'>, recovered: boolean, position: StreamPosition | undefined }> {
     const positioned = namespace.history !== undefined && (namespace.positioning || namespace.recovery)
     const info: ClientInfo = {
       user: this.connection.userId,
@@ -348,7 +379,7 @@ export class Session {
       recovered: outcome.recovered,
       publications: outcome.publications
     })
-    return { subscription, result, recovered: outcome.recovered }
+    return { subscription, result, recovered: outcome.recovered, position }
   }
 
   async #verifySubscription (token: string, channel: string): Promise<TokenClaims> {
