@@ -54,11 +54,16 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
     watchChannel: (channel) => { backplane.watchChannel(channel) },
     unwatchChannel: (channel) => { backplane.unwatchChannel(channel) }
   })
-  const metrics = new FanoutMetrics(options.metrics.registry, { connections: () => registry.size, backplaneUp: () => backplane.up })
+  const metrics = new FanoutMetrics(options.metrics.registry, {
+    connections: () => registry.size,
+    backplaneUp: () => backplane.up,
+    subscriptions: () => registry.subscriptionCount,
+    channels: () => registry.channelCount
+  })
   const engine = new Fanout(instanceId, registry, metrics, async (envelope) => await backplane.publish(envelope), options.compression)
   const flusher = new Flusher(FLUSH_SLICE)
   const housekeeping = new Housekeeping(options, registry, metrics, fastify.log)
-  const channels = new Channels(options.channels, registry, () => backplane, () => engine.nextId(), fastify.log)
+  const channels = new Channels(options.channels, registry, () => backplane, () => engine.nextId(), metrics, fastify.log)
   housekeeping.addSweep((now) => {
     channels.sweep(now)
     if (backplane instanceof MemoryBackplane) backplane.sweep(now)

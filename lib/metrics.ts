@@ -1,19 +1,26 @@
 import type { IMetricsPluginOptions } from 'fastify-metrics'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import { CloseCode } from './core/close-codes.js'
+import { DisconnectCode } from './protocols/centrifuge/codes.js'
 import type { ResolvedOptions } from './options.js'
 
 /** Why a connection attempt was refused before the upgrade. */
 export type RejectReason =
   | 'token_missing' | 'token_invalid' | 'token_expired'
   | 'origin' | 'instance_limit' | 'user_limit' | 'shutting_down'
+  // Centrifugo endpoint, after the upgrade: no connect in time, a protocol it does not speak.
+  | 'stale' | 'protocol'
 
 /** Why a message was not written to a connection. */
 export type DropReason = 'slow_consumer' | 'not_open'
 
 // Close codes that keep their own label; anything else a client sends is
 // folded into a range label so that clients cannot grow the label set.
-const KNOWN_CLOSE_CODES = new Set<number>([1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 1015, ...Object.values(CloseCode)])
+const KNOWN_CLOSE_CODES = new Set<number>([
+  1000, 1001, 1002, 1003, 1005, 1006, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 1015,
+  ...Object.values(CloseCode),
+  ...Object.values(DisconnectCode).map((advice) => advice.code)
+])
 
 /**
  * fastify-fanout's Prometheus metrics, on a registry owned by one Fastify
@@ -38,8 +45,11 @@ export class FanoutMetrics {
   readonly backplaneErrors: Counter<'operation'>
   readonly backplaneStateChanges: Counter<'state'>
   readonly backplaneGaps: Counter<'phase'>
+  readonly channelPublications: Counter<'history'>
+  readonly recoveries: Counter<'outcome'>
+  readonly commandErrors: Counter<'code'>
 
-  constructor (registry: Registry, read: { connections: () => number, backplaneUp: () => boolean }) {
+  constructor (registry: Registry, read: { connections: () => number, backplaneUp: () => boolean, subscriptions: () => number, channels: () => number }) {
     this.registry = registry
     const registers = [registry]
     // The gauge reads the registry at scrape time instead of being moved on
@@ -80,6 +90,13 @@ export class FanoutMetrics {
     this.backplaneErrors = new Counter({ name: 'fanout_backplane_errors_total', help: 'Redis errors, by operation', labelNames: ['operation'], registers })
     this.backplaneGaps = new Counter({ name: 'fanout_backplane_gaps_total', help: 'Times the Redis subscription was lost, and restored: messages published in between did not reach this instance', labelNames: ['phase'], registers })
     this.backplaneStateChanges = new Counter({ name: 'fanout_backplane_state_changes_total', help: 'Times the Redis backplane went up or down', labelNames: ['state'], registers })
+    // eslint-disable-next-line no-new -- registered on creation, read at scrape time
+    new Gauge({ name: 'fanout_subscriptions', help: 'Channel subscriptions of this instance\'s connections', registers, collect () { this.set(read.subscriptions()) } })
+    // eslint-disable-next-line no-new -- registered on creation, read at scrape time
+    new Gauge({ name: 'fanout_channels', help: 'Channels with a subscriber on this instance', registers, collect () { this.set(read.channels()) } })
+    this.channelPublications = new Counter({ name: 'fanout_channel_publications_total', help: 'Publications to channels accepted by this instance, by whether the channel keeps history', labelNames: ['history'], registers })
+    this.recoveries = new Counter({ name: 'fanout_recoveries_total', help: 'Subscriptions that asked to recover, by outcome (recovered: every missed publication given; not_recovered: none, the client was told)', labelNames: ['outcome'], registers })
+    this.commandErrors = new Counter({ name: 'fanout_command_errors_total', help: 'Centrifugo-protocol commands answered with an error, by code', labelNames: ['code'], registers })
   }
 
   rejected (reason: RejectReason): void {

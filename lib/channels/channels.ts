@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { Backplane, Envelope } from '../backplane/types.js'
 import type { Registry } from '../core/registry.js'
 import { HistoryUnavailableError } from '../errors.js'
+import type { FanoutMetrics } from '../metrics.js'
 import type { DeliveryResult } from '../types.js'
 import type { ResolvedChannels, ResolvedNamespace } from './namespaces.js'
 import type { Subscription } from './subscription.js'
@@ -38,9 +39,11 @@ export class Channels {
   #lastPresenceRefresh = Date.now()
 
   readonly #log: FastifyBaseLogger
+  readonly #metrics: FanoutMetrics
 
-  constructor (settings: ResolvedChannels, registry: Registry, backplane: () => Backplane, nextId: () => string, log: FastifyBaseLogger) {
+  constructor (settings: ResolvedChannels, registry: Registry, backplane: () => Backplane, nextId: () => string, metrics: FanoutMetrics, log: FastifyBaseLogger) {
     this.settings = settings
+    this.#metrics = metrics
     this.#log = log
     this.#registry = registry
     this.#backplane = backplane
@@ -50,6 +53,7 @@ export class Channels {
   /** Publishes JSON `data` to a channel's subscribers on every instance. */
   async publish (channel: string, namespace: ResolvedNamespace, data: Buffer, info?: ClientInfo): Promise<ChannelDelivery> {
     const envelope: Envelope = { id: this.#nextId(), data, channel, info }
+    this.#metrics.channelPublications.inc({ history: String(namespace.history !== undefined) })
     if (namespace.history === undefined) return await this.#backplane().publish(envelope)
     let published
     try {
@@ -86,6 +90,7 @@ export class Channels {
       const max = this.settings.recoveryMaxPublications
       const page = await backplane.history(channel, { limit: max + 1, since: recover }, namespace.history)
       const recovered = isRecovered(page, recover, max)
+      this.#metrics.recoveries.inc({ outcome: recovered ? 'recovered' : 'not_recovered' })
       const position = recovered ? lastOf(page, recover) : page.position
       return { position, recovered, publications: recovered ? page.publications : [] }
     } catch (err) {

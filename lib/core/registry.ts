@@ -39,6 +39,7 @@ export class Registry {
   readonly #byUser = new Map<string, Set<Connection>>()
   readonly #interest: UserInterest
   readonly #byChannel = new Map<string, Set<ChannelSubscriber>>()
+  #subscriptions = 0
   readonly #expiry = new ExpiryWheel<Connection>()
 
   constructor (interest: UserInterest) {
@@ -100,12 +101,17 @@ export class Registry {
     if (registered) this.#expiry.add(connection)
   }
 
+  get subscriptionCount (): number {
+    return this.#subscriptions
+  }
+
   get channelCount (): number {
     return this.#byChannel.size
   }
 
   subscribe (channel: string, subscriber: ChannelSubscriber): void {
     const subscribers = this.#byChannel.get(channel)
+    this.#subscriptions++
     if (subscribers === undefined) {
       this.#byChannel.set(channel, new Set([subscriber]))
       this.#interest.watchChannel(channel)
@@ -117,6 +123,7 @@ export class Registry {
   unsubscribe (channel: string, subscriber: ChannelSubscriber): void {
     const subscribers = this.#byChannel.get(channel)
     if (subscribers === undefined || !subscribers.delete(subscriber)) return
+    this.#subscriptions--
     if (subscribers.size === 0) {
       this.#byChannel.delete(channel)
       this.#interest.unwatchChannel(channel)

@@ -77,6 +77,7 @@ export function registerCentrifugeEndpoint (scope: FastifyInstance, context: Cen
     for (const connection of pending) {
       if (now - connection.connectedAt < connectTimeout) break // insertion order: the rest are younger
       pending.delete(connection)
+      metrics.rejected('stale')
       connection.closeWith(DisconnectCode.STALE.code, DisconnectCode.STALE.reason)
     }
     for (const subscription of subscriptionExpiry.sweep(now)) sessionOf(subscription.connection)?.subscriptionExpired(subscription)
@@ -114,6 +115,7 @@ export function registerCentrifugeEndpoint (scope: FastifyInstance, context: Cen
     }
     if (socket.protocol === PROTOBUF_SUBPROTOCOL) {
       // Binary frames would be misread as JSON: say so, in words the SDK reports.
+      metrics.rejected('protocol')
       connection.closeWith(DisconnectCode.INAPPROPRIATE_PROTOCOL.code, 'protobuf not supported')
       return
     }

@@ -105,6 +105,7 @@ export class Session {
         if (this.#closed || !this.connection.open) return
         if (line.kind === 'pong') continue // the heartbeat saw the frame already
         if (line.kind === 'invalid') {
+          this.#context.metrics.commandErrors.inc({ code: line.code })
           this.#reply(errorReply(line.id, { code: line.code, message: line.message, temporary: false }))
           continue
         }
@@ -172,6 +173,7 @@ export class Session {
       for (const { subscription } of this.#answered) this.#unsubscribe(subscription.channel)
       this.#answered = []
       if (err instanceof CommandError) {
+        this.#context.metrics.commandErrors.inc({ code: err.error.code })
         this.#reply(errorReply(command.id, err.error))
       } else if (err instanceof Disconnect) {
         this.#disconnect(err.advice, err.message)
