@@ -116,6 +116,7 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
       metrics,
       log: fastify.log,
       maxBufferedBytes: options.maxBufferedBytes,
+      maxPayload: options.maxPayload,
       closeSlowConsumers: options.slowConsumer === 'close',
       inbound: options.inbound,
       housekeeping,
@@ -137,7 +138,7 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
       registry,
       metrics,
       housekeeping,
-      connections,
+      connections: { ...connections, maxPayload: options.centrifuge === false ? options.maxPayload : options.centrifuge.maxPayload },
       session: {
         registry,
         channels,
@@ -173,7 +174,8 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
 
 function websocketServerOptions (options: ResolvedOptions): fastifyWebsocket.WebsocketPluginOptions['options'] {
   const serverOptions: fastifyWebsocket.WebsocketPluginOptions['options'] & { closeTimeout: number } = {
-    maxPayload: options.maxPayload,
+    // The largest of the endpoints' limits; each connection is held to its own (Connection).
+    maxPayload: options.centrifuge === false ? options.maxPayload : Math.max(options.maxPayload, options.centrifuge.maxPayload),
     // ws's default emits every message of a received chunk in one go, so one
     // flooding socket holds the event loop; one message per turn lets every
     // other socket, timer and request in between.

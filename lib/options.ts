@@ -51,6 +51,7 @@ export interface ResolvedOptions {
     readonly path: string
     readonly connectTimeout: number
     readonly refreshGrace: number
+    readonly maxPayload: number
     readonly onRpc: CentrifugeOptions['onRpc']
     readonly onSend: CentrifugeOptions['onSend']
   }
@@ -89,7 +90,9 @@ export const defaults = {
   clockTolerance: 2000,
   centrifugePath: '/connection/websocket',
   connectTimeout: 10_000,
-  refreshGrace: 25_000
+  refreshGrace: 25_000,
+  // Commands carry publications and tokens: Centrifugo's own default limit.
+  centrifugeMaxPayload: 64 * 1024
 } as const
 
 // Every top-level option, in one place: any other name is refused at register
@@ -131,7 +134,7 @@ const compressionNames: Record<keyof CompressionOptions, true> = { threshold: tr
 const inboundNames: Record<keyof InboundBudget, true> = { messages: true, bytes: true }
 const metricsNames: Record<keyof MetricsOptions, true> = { registry: true, serve: true, endpoint: true, listen: true, fastifyMetrics: true }
 const listenNames: Record<keyof MetricsListenOptions, true> = { port: true, host: true }
-const centrifugeNames: Record<keyof CentrifugeOptions, true> = { path: true, connectTimeout: true, refreshGrace: true, onRpc: true, onSend: true }
+const centrifugeNames: Record<keyof CentrifugeOptions, true> = { path: true, connectTimeout: true, refreshGrace: true, maxPayload: true, onRpc: true, onSend: true }
 
 export function resolveOptions (options: FanoutOptions): ResolvedOptions {
   if (options === null || typeof options !== 'object') {
@@ -211,7 +214,7 @@ export function resolveOptions (options: FanoutOptions): ResolvedOptions {
 function centrifuge (value: FanoutOptions['centrifuge']): ResolvedOptions['centrifuge'] {
   if (value === undefined || value === false) return false
   if (value === true) value = {}
-  optionObject('centrifuge', value, centrifugeNames, 'must be false, true or { path, connectTimeout, refreshGrace, onRpc, onSend }')
+  optionObject('centrifuge', value, centrifugeNames, 'must be false, true or { path, connectTimeout, refreshGrace, maxPayload, onRpc, onSend }')
   for (const hook of ['onRpc', 'onSend'] as const) {
     if (value[hook] !== undefined && typeof value[hook] !== 'function') throw new InvalidOptionError(`centrifuge.${hook}`, 'must be a function')
   }
@@ -219,6 +222,7 @@ function centrifuge (value: FanoutOptions['centrifuge']): ResolvedOptions['centr
     path: routePath('centrifuge.path', value.path ?? defaults.centrifugePath),
     connectTimeout: integer('centrifuge.connectTimeout', value.connectTimeout ?? defaults.connectTimeout, 100, 2 ** 31 - 1, 'milliseconds'),
     refreshGrace: integer('centrifuge.refreshGrace', value.refreshGrace ?? defaults.refreshGrace, 0, 2 ** 31 - 1, 'milliseconds'),
+    maxPayload: integer('centrifuge.maxPayload', value.maxPayload ?? defaults.centrifugeMaxPayload, 1, 2 ** 31 - 1, 'bytes'),
     onRpc: value.onRpc,
     onSend: value.onSend
   })

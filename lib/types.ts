@@ -110,6 +110,13 @@ export interface CentrifugeOptions {
    * @defaultValue 25000
    */
   refreshGrace?: number
+  /**
+   * Largest frame a client of this endpoint may send, in bytes (a batch of
+   * commands, a publication); larger ones close the connection with 1009.
+   * `maxPayload` stays the limit of `/ws`.
+   * @defaultValue 65536
+   */
+  maxPayload?: number
   /** Answers the SDK's `rpc(method, data)`; without it an RPC gets error 104. */
   onRpc?: (connection: FanoutConnection, method: string, data: unknown) => unknown
   /** Receives the SDK's `send(data)` (no answer goes back). */

@@ -19,6 +19,12 @@ export interface ConnectionContext {
   readonly metrics: FanoutMetrics
   readonly log: FastifyBaseLogger
   readonly maxBufferedBytes: number
+  /**
+   * Largest message this endpoint's clients may send, in bytes (then ws
+   * closes with 1009). The WebSocket server allows the largest of all
+   * endpoints; each connection's receiver is held to its own endpoint's.
+   */
+  readonly maxPayload: number
   readonly closeSlowConsumers: boolean
   /** Frames and bytes a connection may send per second; false: unlimited. */
   readonly inbound: false | { readonly messages: number, readonly bytes: number }
@@ -66,6 +72,7 @@ interface ReceiverInternals {
   _totalPayloadLength: number
   _bufferedBytes: number
   _buffers: Buffer[]
+  _maxPayload: number
 }
 
 const kConnection = Symbol('fanout.connection')
@@ -139,6 +146,7 @@ export class Connection implements FanoutConnection {
     this.#socket = socket
     this.#tcp = (socket as unknown as WebSocketInternals)._socket
     this.#receiver = (socket as unknown as WebSocketInternals)._receiver
+    this.#receiver._maxPayload = context.maxPayload
     this.#deflateBits = negotiatedDeflateBits(socket)
     this.#context = context
     socket[kConnection] = this
