@@ -117,6 +117,9 @@ t.test('batches: connect and subscribe in one frame are answered in order; a fra
   t.match(JSON.parse(await raw.next()), { id: 1, connect: {} })
   t.match(JSON.parse(await raw.next()), { id: 2, subscribe: {} })
   t.match(JSON.parse(await raw.next()), { id: 3, error: { code: 104 } })
+  raw.ws.send(JSON.stringify({ id: 4, subscribe: { channel: 'map', type: 1 } }) + '\n' + JSON.stringify({ id: 5, publish: { channel: 'news', data: {}, type: 1 } }))
+  t.match(JSON.parse(await raw.next()), { id: 4, error: { code: 108 } }, 'map subscriptions are not served')
+  t.match(JSON.parse(await raw.next()), { id: 5, error: { code: 108 } }, 'nor map publications')
   raw.ws.send('not json')
   const [code] = await raw.closed
   t.equal(code, 3501)

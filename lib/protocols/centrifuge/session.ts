@@ -313,6 +313,8 @@ export class Session {
   async #subscribe (id: number, params: Requests['subscribe']): Promise<string> {
     const context = this.#context
     const { channel } = params
+    // Centrifugo's map and shared-poll subscriptions are not served.
+    if ((params.type ?? 0) !== 0) throw new CommandError(ErrorCode.NOT_AVAILABLE)
     const lookup = context.channels.settings.lookup(channel)
     if (!lookup.ok) throw new CommandError(lookup.code === 102 ? ErrorCode.UNKNOWN_CHANNEL : ErrorCode.BAD_REQUEST)
     if (this.#subscriptions.has(channel)) throw new CommandError(ErrorCode.ALREADY_SUBSCRIBED)
@@ -436,6 +438,7 @@ export class Session {
   }
 
   async #publish (params: Requests['publish']): Promise<void> {
+    if ((params.type ?? 0) !== 0) throw new CommandError(ErrorCode.NOT_AVAILABLE) // map publications
     const subscription = this.#subscriptions.get(params.channel)
     const rule = subscription?.namespace.publish ?? false
     if (subscription === undefined || rule === false) throw new CommandError(ErrorCode.PERMISSION_DENIED)
