@@ -1,5 +1,27 @@
 // The example server: fastify-fanout on its embedded backplane, configured
-// from the environment. `npm start` runs it.
+// from the environment. `npm start` runs it. It serves two endpoints:
+//
+//   /ws                     the plain protocol (page: /)
+//   /connection/websocket   Centrifugo's client protocol, for centrifuge-js
+//                           and the other JSON SDKs (page: /channels)
+//
+// and one channel namespace, `chat` (chat:lobby, chat:anything):
+//
+//   history     the last 100 publications of each channel, kept for 5 minutes
+//               after its last one (in Redis with REDIS_URL, so they survive a
+//               restart; in this process's memory otherwise)
+//   recovery    a client that reconnects gets what it missed from that history,
+//               or is told it could not (the stream is new: a restart without Redis)
+//   presence    who is subscribed, for sub.presence()
+//   joinLeave   subscribers that ask for it see others join and leave
+//   subscribe   any authenticated user ('user', the default)
+//   publish     any subscriber may publish from the client (true)
+//
+// Other channels are refused (102 unknown channel) except those without a
+// namespace (`news`), which clients may subscribe to but not publish on.
+// Services publish to a channel with POST /broadcast {"channel", "data"}.
+//
+// Environment:
 //
 //   PORT             port to listen on (default 3000)
 //   HOST             address to listen on (default 127.0.0.1)
@@ -15,7 +37,9 @@
 import cluster from 'node:cluster'
 import { randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
-import Fastify, { type FastifyRequest } from 'fastify'
+import { createRequire } from 'node:module'
+import { dirname, join } from 'node:path'
+import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
 import fastifyJwt from '@fastify/jwt'
 import fanout, { logHooks, serializers } from '../lib/index.js'
 import { publicServerOptions } from './http-options.js'
@@ -45,7 +69,13 @@ await app.register(fanout, {
   jwt: { secret, verify: { algorithms: ['HS256'] } },
   allowedOrigins,
   redis,
-  metrics: { listen: metricsListen }
+  metrics: { listen: metricsListen },
+  centrifuge: true,
+  channels: {
+    namespaces: {
+      chat: { historySize: 100, historyTtl: 300_000, recovery: true, presence: true, joinLeave: true, publish: true }
+    }
+  }
 })
 
 // The app's own @fastify/jwt, only to sign the development tokens printed below.
@@ -53,28 +83,64 @@ await app.register(fastifyJwt, { secret })
 const userToken = development ? app.jwt.sign({ sub: 'demo-user' }, { expiresIn: '12h' }) : ''
 const serviceToken = development ? app.jwt.sign({ sub: 'demo-service', scope: 'broadcast' }, { expiresIn: '12h' }) : ''
 
+// A development page's token for the channels page: short-lived, so the
+// SDK refreshes it through GET /demo/token (its getToken).
+const pageTokenLifetime = '10m'
+const demoUser = /^[\w.-]{1,64}$/
+
 const page = await readFile(new URL('./page.html', import.meta.url), 'utf8')
 app.get('/', async (request, reply) => {
   // In development, a page asked for from this machine by a loopback name
   // gets a ready user token; any other page asks for one. The service token
   // never goes into the page: its Broadcast button goes through /demo/broadcast.
   const config = development && fromThisMachine(request) ? { userToken, demo: true } : {}
-  const html = page.replace('"__FANOUT_CONFIG__"', JSON.stringify(config).replace(/</g, '\\u003c'))
-  return await reply.type('text/html; charset=utf-8').send(html)
+  return await reply.type('text/html; charset=utf-8').send(withConfig(page, config))
+})
+
+// The channels page speaks through centrifuge-js, the browser build that the
+// `centrifuge` package ships (dist/centrifuge.js, which defines the global
+// `Centrifuge`), read once here and served from this server: no CDN. The
+// package exports no path to it, so it is found next to the package's entry.
+const channelsPage = await readFile(new URL('./channels.html', import.meta.url), 'utf8')
+const sdkBrowserBuild = await readFile(join(dirname(createRequire(import.meta.url).resolve('centrifuge')), '..', 'dist', 'centrifuge.js'))
+app.get('/vendor/centrifuge.js', async (_request, reply) => await reply.type('text/javascript; charset=utf-8').send(sdkBrowserBuild))
+app.get<{ Querystring: { user?: string } }>('/channels', {
+  schema: { querystring: { type: 'object', properties: { user: { type: 'string', pattern: demoUser.source } } } }
+}, async (request, reply) => {
+  // As for /: a token only for this machine's pages, in development. `?user=`
+  // picks the user (default demo-user), so that two tabs can be two people.
+  const user = request.query.user ?? 'demo-user'
+  const config = development && fromThisMachine(request) ? { token: app.jwt.sign({ sub: user }, { expiresIn: pageTokenLifetime }), user, demo: true } : {}
+  return await reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(withConfig(channelsPage, config))
 })
 
 if (development) {
-  // The page's Broadcast button, for development only: the server
-  // broadcasts itself, so the page needs no broadcast token.
+  // Development routes answer this machine's pages only: a loopback Host and
+  // peer, and an Origin, if any, of the same host (against cross-site requests).
+  const thisMachineOnly = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply | undefined> => {
+    const origin = request.headers.origin
+    if (!fromThisMachine(request) || (origin !== undefined && hostOf(origin) !== request.headers.host)) {
+      return await reply.code(403).send({ statusCode: 403, error: 'Forbidden', message: 'the demo routes answer pages of this machine only' })
+    }
+  }
+
+  // The page's Broadcast button: the server broadcasts itself, so the page
+  // needs no broadcast token.
   app.post<{ Body: { text: string } }>('/demo/broadcast', {
-    onRequest: async (request, reply) => {
-      const origin = request.headers.origin
-      if (!fromThisMachine(request) || (origin !== undefined && hostOf(origin) !== request.headers.host)) {
-        return await reply.code(403).send({ statusCode: 403, error: 'Forbidden', message: 'the demo broadcast answers pages of this machine only' })
-      }
-    },
+    onRequest: thisMachineOnly,
     schema: { body: { type: 'object', required: ['text'], additionalProperties: false, properties: { text: { type: 'string', maxLength: 1000 } } } }
   }, async (request, reply) => await reply.code(202).send(await app.fanout.broadcast({ text: request.body.text })))
+
+  // The channels page's getToken: a new short-lived user token, when the SDK
+  // refreshes one before it expires, or needs one after this server restarted
+  // (a new development secret refuses the old token).
+  app.get<{ Querystring: { user?: string } }>('/demo/token', {
+    onRequest: thisMachineOnly,
+    schema: { querystring: { type: 'object', properties: { user: { type: 'string', pattern: demoUser.source } } } }
+  }, async (request, reply) => {
+    const token = app.jwt.sign({ sub: request.query.user ?? 'demo-user' }, { expiresIn: pageTokenLifetime })
+    return await reply.header('cache-control', 'no-store').send({ token })
+  })
 }
 
 await app.listen({ port, host })
@@ -85,7 +151,8 @@ if (printBanner) {
   process.stdout.write(`\nfastify-fanout example listening on ${base} (pid ${process.pid})\n`)
   process.stdout.write(`  backplane: ${redis === undefined ? 'embedded (this process only)' : `Redis at ${redis.replace(/\/\/[^@]*@/, '//')}`}\n`)
   process.stdout.write(`  open ${base}/ in a browser to watch messages arrive\n`)
-  process.stdout.write(`  WebSocket endpoint ${base.replace('http', 'ws')}/ws\n`)
+  process.stdout.write(`  open ${base}/channels?user=alice and ${base}/channels?user=bob for channels (chat:*) through centrifuge-js\n`)
+  process.stdout.write(`  WebSocket endpoints ${base.replace('http', 'ws')}/ws and ${base.replace('http', 'ws')}/connection/websocket (Centrifugo's client protocol)\n`)
   process.stdout.write(`  metrics (internal) http://${metricsListen.host.includes(':') ? `[${metricsListen.host}]` : metricsListen.host}:${metricsListen.port}/metrics${cluster.isWorker ? ', one port per worker from there' : ''}\n`)
 }
 if (development && printBanner) {
@@ -96,15 +163,22 @@ if (development && printBanner) {
   process.stdout.write(`  curl -X POST ${base}/broadcast -H 'authorization: Bearer ${serviceToken}' -H 'content-type: application/json' -d '{"data":{"text":"hello"}}'\n\n`)
 }
 
-// Graceful shutdown: every client gets 1001 (going away), then the process exits.
+// Graceful shutdown: clients of /ws get 1001 (going away), SDK clients 3001
+// (shutdown, after which they reconnect); then the process exits.
 for (const signal of ['SIGTERM', 'SIGINT'] as const) {
   process.once(signal, () => {
-    app.log.info({ signal }, 'closing: clients get 1001')
+    app.log.info({ signal }, 'closing: clients get 1001 (/ws) or 3001 (SDK)')
     app.close().then(() => process.exit(0), (err: unknown) => {
       app.log.error({ err }, 'close failed')
       process.exit(1)
     })
   })
+}
+
+/** The page with its configuration in place of "__FANOUT_CONFIG__" (as a script literal: no `</script>` can end it). */
+function withConfig (html: string, config: Record<string, unknown>): string {
+  const literal = JSON.stringify(config).replace(/</g, '\\u003c')
+  return html.replace('"__FANOUT_CONFIG__"', () => literal) // a function: `$` in the literal is not a replacement pattern
 }
 
 // A development page and its tokens are for this machine only. The Host
