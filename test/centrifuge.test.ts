@@ -384,3 +384,22 @@ t.test('each endpoint holds its clients to its own frame limit: 64 KiB here, max
   raw.ws.send('x'.repeat(70_000))
   t.equal((await raw.closed)[0], 1009, 'past 64 KiB: 1009')
 })
+
+t.test('commands piling up behind a slow one are bounded: past 1024 waiting, close 3013', async (t) => {
+  let release: () => void = () => {}
+  const gate = new Promise<void>((resolve) => { release = resolve })
+  const built = await buildCentrifuge(t, {
+    inbound: false,
+    channels: { namespaces: { slow: { subscribe: async () => { await gate; return true } } } }
+  })
+  t.teardown(release)
+  const raw = await rawClient(t, built.sdkUrl)
+  raw.ws.send(JSON.stringify({ id: 1, connect: { token: token() } }))
+  t.match(JSON.parse(await raw.next()), { id: 1, connect: {} })
+  raw.ws.send(JSON.stringify({ id: 2, subscribe: { channel: 'slow:x' } }))
+  const batch = Array.from({ length: 200 }, (_, i) => JSON.stringify({ id: 3 + i, ping: {} })).join('\n')
+  for (let i = 0; i < 6; i++) raw.ws.send(batch)
+  const [code, reason] = await raw.closed
+  t.equal(code, 3013)
+  t.equal(reason, 'too many requests')
+})

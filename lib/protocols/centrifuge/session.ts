@@ -40,6 +40,13 @@ export interface SessionContext {
   readonly onSend: ((connection: Connection, data: unknown) => void) | undefined
 }
 
+/**
+ * Commands of one connection waiting for earlier ones to finish (an async
+ * authorization hook, a Redis round trip). The inbound budget bounds how
+ * fast they come; this bounds how many may pile up behind a slow one.
+ */
+const MAX_QUEUED_COMMANDS = 1024
+
 /** A command's failure, answered with its code. */
 class CommandError extends Error {
   readonly error: ReplyError
@@ -78,6 +85,8 @@ export class Session {
    * same turn as the reply is written, so that no publication overtakes it.
    */
   #answered: Array<{ subscription: Subscription, position: StreamPosition | undefined }> = []
+  /** Lines received and not yet run. */
+  #queued = 0
 
   constructor (connection: Connection, context: SessionContext, headers: FastifyRequest['headers']) {
     this.connection = connection
@@ -100,9 +109,15 @@ export class Session {
       return
     }
     const lines = frame.lines
+    this.#queued += lines.length
+    if (this.#queued > MAX_QUEUED_COMMANDS) {
+      this.#disconnect(DisconnectCode.TOO_MANY_REQUESTS, `more than ${MAX_QUEUED_COMMANDS} commands waiting`)
+      return
+    }
     this.#queue = this.#queue.then(async () => {
       for (const line of lines) {
-        if (this.#closed || !this.connection.open) return
+        this.#queued--
+        if (this.#closed || !this.connection.open) continue
         if (line.kind === 'pong') continue // the heartbeat saw the frame already
         if (line.kind === 'invalid') {
           this.#context.metrics.commandErrors.inc({ code: line.code })
