@@ -252,7 +252,10 @@ export const invalidBody: fc.Arbitrary<string> = fc.oneof(
   fc.tuple(fc.integer({ min: 101, max: 50_000 }), fc.boolean()).map(([depth, objects]) => objects
     ? '{"data":' + '{"a":'.repeat(depth) + '0' + '}'.repeat(depth) + '}'
     : '{"data":' + '['.repeat(depth) + ']'.repeat(depth) + '}')
-)
+// fc.jsonValue may write a "__proto__" key, which Fastify's parser refuses
+// before the schema sees the body (FST_ERR_CTP_INVALID_JSON_BODY): those
+// bodies belong to anyBodyText's documented answers, not to the schema's.
+).filter((body) => !body.includes('"__proto__"'))
 
 /** Any body text at all, parsable or not. */
 export const anyBodyText: fc.Arbitrary<string> = fc.oneof(
