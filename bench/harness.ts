@@ -8,8 +8,9 @@ import { merge, percentileMs, type LatencyHistogram } from './loadgen/histogram.
 const here = (path: string): string => fileURLToPath(new URL(path, import.meta.url))
 export const sleep = async (ms: number): Promise<void> => await new Promise((resolve) => setTimeout(resolve, ms))
 
-export function spawn (script: string, env: Record<string, string> = {}): ChildProcess {
-  return fork(here(script), [], { execArgv: ['--import', 'tsx'], env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+/** Forks a benchmark script under tsx; `execArgv` adds Node flags (e.g. --cpu-prof). */
+export function spawn (script: string, env: Record<string, string> = {}, execArgv: string[] = []): ChildProcess {
+  return fork(here(script), [], { execArgv: ['--import', 'tsx', ...execArgv], env: { ...process.env, ...env }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
 }
 
 /**
@@ -26,8 +27,8 @@ export function pin (pid: number | undefined, cpu: number): void {
 }
 
 /** Spawns a benchmark process, pins it to `cpu` (when given), and resolves with its ready message. */
-export async function start<R = { port: number }> (script: string, env: Record<string, string> = {}, cpu?: number): Promise<{ child: ChildProcess, ready: R }> {
-  const child = spawn(script, env)
+export async function start<R = { port: number }> (script: string, env: Record<string, string> = {}, cpu?: number, execArgv: string[] = []): Promise<{ child: ChildProcess, ready: R }> {
+  const child = spawn(script, env, execArgv)
   if (cpu !== undefined) pin(child.pid, cpu)
   const [ready] = await once(child, 'message') as [R]
   return { child, ready }

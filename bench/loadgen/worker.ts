@@ -23,19 +23,37 @@ export interface WorkerConfig {
   localAddress: string
   /** connections opened per second */
   connectRate: number
-  protocol: 'ws' | 'socketio'
+  protocol: 'ws' | 'socketio' | 'centrifuge'
+  /**
+   * `centrifuge`: Centrifugo's JSON client protocol as centrifuge-js speaks
+   * it. Each connection sends `connect` with its token, then (at once, or on
+   * the `subscribe` command) `subscribe` for `perConnection` channels of
+   * `pool`: connection i takes pool[(i * perConnection + j) % pool.length].
+   */
+  centrifuge?: { pool: string[], perConnection: number, subscribeOnConnect: boolean }
 }
 
 const histogram = newHistogram()
 let received = 0
 let connected = 0
 let failed = 0
+/** centrifuge: connections whose connect was answered, and subscriptions answered. */
+let identified = 0
+let subscribed = 0
+let commandErrors = 0
+const sessions = new Map<Socket, number>()
 const sockets = new Set<Socket>()
 const now = (): number => performance.timeOrigin + performance.now()
 
 const T_MARKER = Buffer.from('"t":')
 
+const ID_ONE = Buffer.from('{"id":1,')
+
 function onText (socket: Socket, payload: Buffer, config: WorkerConfig): void {
+  if (config.protocol === 'centrifuge' && payload[0] === 0x7b && payload[1] === 0x22 && payload[2] === 0x69) { // {"id": a reply
+    onReply(socket, payload, config)
+    return
+  }
   if (config.protocol === 'socketio') {
     if (payload[0] === 0x30) { socket.write(clientFrame('40')); return } // engine.io open: join the default namespace
     if (payload[0] === 0x32 && payload.length === 1) { socket.write(clientFrame('3')); return } // ping: pong
@@ -48,14 +66,16 @@ function onText (socket: Socket, payload: Buffer, config: WorkerConfig): void {
 
 const tokens = new Map<string, string>()
 
+function tokenFor (config: WorkerConfig, user: string): string {
+  if (config.jwtSecret === undefined) return ''
+  const token = tokens.get(user) ?? createSigner({ key: config.jwtSecret })({ sub: user })
+  tokens.set(user, token)
+  return token
+}
+
 function pathFor (config: WorkerConfig, index: number): string {
   const user = `u${(config.firstIndex + index) % config.users}`
-  let token = ''
-  if (config.jwtSecret !== undefined) {
-    token = tokens.get(user) ?? createSigner({ key: config.jwtSecret })({ sub: user })
-    tokens.set(user, token)
-  }
-  return config.path.replace('{user}', user).replace('{token}', token)
+  return config.path.replace('{user}', user).replace('{token}', tokenFor(config, user))
 }
 
 function open (config: WorkerConfig, index: number): void {
@@ -79,6 +99,11 @@ function open (config: WorkerConfig, index: number): void {
       connected++
       sockets.add(socket)
       buffer = buffer.subarray(end + 4)
+      if (config.protocol === 'centrifuge') {
+        sessions.set(socket, index)
+        const token = tokenFor(config, `u${(config.firstIndex + index) % config.users}`)
+        socket.write(clientFrame(JSON.stringify({ id: 1, connect: { token, name: 'bench' } })))
+      }
     }
     buffer = readFrames(buffer, (first, payload) => {
       if ((first & 0x0f) === 1) onText(socket, payload, config)
@@ -86,7 +111,35 @@ function open (config: WorkerConfig, index: number): void {
     if (buffer.length === 0) buffer = Buffer.alloc(0)
   })
   socket.on('error', () => { failed++ })
-  socket.on('close', () => { if (sockets.delete(socket)) connected-- })
+  socket.on('close', () => {
+    sessions.delete(socket)
+    if (sockets.delete(socket)) connected--
+  })
+}
+
+/** Replies to `connect` (id 1) and to `subscribe` (ids 2...). */
+function onReply (socket: Socket, payload: Buffer, config: WorkerConfig): void {
+  for (const line of payload.toString().split('\n')) {
+    if (line.includes('"error"')) { commandErrors++; continue }
+    if (Buffer.from(line.slice(0, 8)).equals(ID_ONE)) {
+      identified++
+      if (config.centrifuge?.subscribeOnConnect === true) subscribe(socket, config)
+    } else {
+      subscribed++
+    }
+  }
+}
+
+function subscribe (socket: Socket, config: WorkerConfig): void {
+  const settings = config.centrifuge
+  const index = sessions.get(socket)
+  if (settings === undefined || index === undefined) return
+  const commands: string[] = []
+  for (let j = 0; j < settings.perConnection; j++) {
+    const channel = settings.pool[((config.firstIndex + index) * settings.perConnection + j) % settings.pool.length] as string
+    commands.push(JSON.stringify({ id: 2 + j, subscribe: { channel } }))
+  }
+  socket.write(clientFrame(commands.join('\n')))
 }
 
 function start (config: WorkerConfig): void {
@@ -99,8 +152,20 @@ function start (config: WorkerConfig): void {
 }
 
 process.on('message', (message: { cmd: string, config?: WorkerConfig }) => {
-  if (message.cmd === 'start' && message.config !== undefined) start(message.config)
-  else if (message.cmd === 'report') process.send?.({ connected, failed, received, histogram: encode(histogram) })
-  else if (message.cmd === 'reset') { received = 0; histogram.reset(); process.send?.({ reset: true }) } else if (message.cmd === 'close') { for (const socket of sockets) socket.destroy(); process.exit(0) }
+  if (message.cmd === 'start' && message.config !== undefined) {
+    start(message.config)
+  } else if (message.cmd === 'report') {
+    process.send?.({ connected, failed, received, identified, subscribed, commandErrors, histogram: encode(histogram) })
+  } else if (message.cmd === 'subscribe' && message.config !== undefined) {
+    for (const socket of sessions.keys()) subscribe(socket, message.config)
+    process.send?.({ subscribing: sessions.size })
+  } else if (message.cmd === 'reset') {
+    received = 0
+    histogram.reset()
+    process.send?.({ reset: true })
+  } else if (message.cmd === 'close') {
+    for (const socket of sockets) socket.destroy()
+    process.exit(0)
+  }
 })
 process.send?.({ ready: true })

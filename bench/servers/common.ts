@@ -61,6 +61,8 @@ export function serve (peer: Peer): void {
       peer.close().then(() => process.exit(0), () => process.exit(1))
     }
   })
+  // A restart as an orchestrator does it: close gracefully, then exit.
+  process.once('SIGTERM', () => { peer.close().then(() => process.exit(0), () => process.exit(1)) })
   process.send?.({ ready: true, port: peer.port, name: peer.name })
 }
 
