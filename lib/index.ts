@@ -161,8 +161,8 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
   })
 
   fastify.addHook('onReady', async () => {
-    await backplane.start((envelope) => engine.deliver(envelope), () => {
-      if (options.backplaneGap === 'close') closeAll(registry, 'messagesMissed')
+    await backplane.start((envelope) => engine.deliver(envelope), (phase) => {
+      if (options.backplaneGap === 'close') closeAll(registry, 'messagesMissed', phase)
     })
     housekeeping.start()
   })

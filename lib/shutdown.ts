@@ -1,12 +1,20 @@
 import { WebSocket, type WebSocketServer } from 'ws'
 import type { FastifyBaseLogger } from 'fastify'
-import { CloseCode, type ServerCloseReason } from './core/close-codes.js'
+import { CloseCode } from './core/close-codes.js'
 import { connectionOf } from './core/connection.js'
 import type { Registry } from './core/registry.js'
 
-/** Closes every registered connection with its endpoint's code for `why`, each after what is queued for it. */
-export function closeAll (registry: Registry, why: ServerCloseReason): void {
-  for (const connection of registry.values()) connection.closeFor(why)
+/**
+ * Closes the registered connections with their endpoint's code for
+ * `messagesMissed`, each after what is queued for it: at both moments of a
+ * backplane gap for clients that refetch by themselves (/ws), and only once
+ * it is over for those that recover from history (their recovery needs
+ * Redis back: closing them while it is down makes them reconnect twice).
+ */
+export function closeAll (registry: Registry, why: 'messagesMissed', phase: 'lost' | 'restored'): void {
+  for (const connection of registry.values()) {
+    if (phase === 'restored' || !connection.protocol.recovers) connection.closeFor(why)
+  }
 }
 
 /**

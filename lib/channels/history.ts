@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto'
+import { randomUUID } from 'node:crypto'
 import { ExpiryWheel } from '../core/expiry.js'
 import type { ClientInfo, HistoryLimits, HistoryPage, HistoryQuery, Publication, StreamPosition } from './types.js'
 
@@ -7,7 +7,10 @@ import type { ClientInfo, HistoryLimits, HistoryPage, HistoryQuery, Publication,
  * backslash: the Redis store splices it into JSON text as is.
  */
 export function newEpoch (): string {
-  return randomBytes(6).toString('base64url')
+  // randomUUID draws from a pool Node refills in batches: the Redis store
+  // offers a fresh candidate with every call (the script keeps it only for
+  // a new stream), so this must cost little. 48 random bits, hex.
+  return randomUUID().slice(24)
 }
 
 /** Largest offset kept exact: a JS number, and a Lua number in the Redis scripts, are doubles. */

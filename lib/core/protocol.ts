@@ -10,6 +10,11 @@ import { OutboundFrame, type FrameCompression } from './frame.js'
 export interface WireProtocol {
   /** This protocol's place in a delivery's frame cache: 0, 1, ... (below MAX_PROTOCOLS). */
   readonly slot: number
+  /**
+   * Whether its clients recover what they missed from history once the
+   * backplane is back (so a backplane loss closes them only when it ends).
+   */
+  readonly recovers: boolean
   /** The payload for `envelope`, or undefined when this protocol has no form for it (nothing is written). */
   encode: (envelope: Envelope) => Buffer | undefined
 }

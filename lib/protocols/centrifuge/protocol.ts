@@ -14,6 +14,7 @@ import { joinPush, leavePush, messagePush, pubPush, PING } from './replies.js'
  */
 export const CENTRIFUGE_PROTOCOL: WireProtocol = Object.freeze({
   slot: 1,
+  recovers: true,
   encode (envelope: Envelope): Buffer {
     return Buffer.from(encodePush(envelope))
   }
