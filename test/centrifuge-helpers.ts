@@ -1,31 +1,54 @@
 import { once } from 'node:events'
+import Fastify from 'fastify'
 import type { Test } from 'tap'
 import { Centrifuge, type Options, type Subscription, type SubscriptionOptions } from 'centrifuge'
 import { WebSocket } from 'ws'
-import type { FanoutOptions } from '../lib/index.js'
-import { build, type Built } from './helpers.js'
+import fanout, { type FanoutOptions } from '../lib/index.js'
+import { build, SECRET, type Built } from './helpers.js'
 
 /** The Centrifugo endpoint's URL on a built app. */
 export function sdkUrl (built: Built, path = '/connection/websocket'): string {
   return built.url.replace('http', 'ws') + path
 }
 
-/** An app with the Centrifugo endpoint on and a `chat` namespace like the example's, plus `extra`. */
-export async function buildCentrifuge (t: Test, options: Partial<FanoutOptions> = {}): Promise<Built & { sdkUrl: string }> {
-  const built = await build(t, {
+/** The options buildCentrifuge registers: a short connect timeout, 1 s heartbeats, the `chat` and `private` namespaces, then `options`. */
+function centrifugeOptions (options: Partial<FanoutOptions>): Partial<FanoutOptions> {
+  return {
     centrifuge: { connectTimeout: 500 },
     heartbeatInterval: 1000,
     ...options,
     channels: {
+      ...options.channels,
       namespaces: {
         chat: { historySize: 100, historyTtl: 300_000, recovery: true, presence: true, joinLeave: true, publish: true },
         private: { subscribe: 'token' },
         ...options.channels?.namespaces
-      },
-      ...options.channels
+      }
     }
-  })
+  }
+}
+
+/** An app with the Centrifugo endpoint on and a `chat` namespace like the example's, plus `extra`. */
+export async function buildCentrifuge (t: Test, options: Partial<FanoutOptions> = {}): Promise<Built & { sdkUrl: string }> {
+  const built = await build(t, centrifugeOptions(options))
   return { ...built, sdkUrl: sdkUrl(built) }
+}
+
+/**
+ * Closes `built`'s app and starts a new one, with `options`, on the same
+ * port: what a client sees of a server process that restarts. The SDK keeps
+ * reconnecting to the same URL meanwhile, and finds the new app there.
+ */
+export async function restartCentrifuge (t: Test, built: Built, options: Partial<FanoutOptions> = {}): Promise<Built & { sdkUrl: string }> {
+  const { port } = new URL(built.url)
+  await built.app.close()
+  const app = Fastify()
+  t.teardown(() => app.close())
+  const resolved = centrifugeOptions(options)
+  await app.register(fanout, { jwt: { secret: SECRET }, ...resolved })
+  await app.listen({ port: Number(port), host: '127.0.0.1' })
+  const restarted = { app, url: built.url, wsUrl: built.url.replace('http', 'ws') + (resolved.path ?? '/ws') }
+  return { ...restarted, sdkUrl: sdkUrl(restarted) }
 }
 
 /** Every event a client or subscription emitted, by name, in order. */
@@ -105,4 +128,32 @@ export async function rawClient (t: Test, url: string, protocols?: string[]): Pr
     closed,
     next: async () => frames.length > 0 ? frames.shift() as string : await new Promise<string>((resolve) => waiting.push(resolve))
   }
+}
+
+/** What a recording WebSocket saw: every text frame received and sent, in order. */
+export interface Wire {
+  /** The class to give the SDK as its `websocket` option. */
+  readonly WebSocket: new (address: string | URL, protocols?: string | string[]) => WebSocket
+  readonly received: string[]
+  readonly sent: string[]
+  /** Every line the server sent (frames split at newlines). */
+  lines: () => string[]
+}
+
+/** A WebSocket class for the SDK that records the frames of every socket it opens. */
+export function wire (): Wire {
+  const received: string[] = []
+  const sent: string[] = []
+  class Recording extends WebSocket {
+    constructor (address: string | URL, protocols?: string | string[]) {
+      super(address, protocols)
+      this.on('message', (data: Buffer) => { received.push(data.toString()) })
+    }
+
+    override send (data: any, options?: any, callback?: any): void {
+      sent.push(String(data))
+      super.send(data, options, callback)
+    }
+  }
+  return { WebSocket: Recording, received, sent, lines: () => received.flatMap((frame) => frame.split('\n')) }
 }
