@@ -4,7 +4,7 @@ import type { WebSocket } from 'ws'
 import { encodeHeader } from '../lib/backplane/codec.js'
 import { RedisHistory } from '../lib/backplane/redis-history.js'
 import { SECRET, token, until } from './helpers.js'
-import { buildCentrifuge, rawClient, sdk, subscription, wire } from './centrifuge-helpers.js'
+import { buildCentrifuge, rawClient, sdk, subscription, wire, type Recorder } from './centrifuge-helpers.js'
 import { inspector, randomPrefix, startRedis } from './redis-helpers.js'
 
 // Centrifugo client-protocol behaviour that test/centrifuge.test.ts does not
@@ -34,9 +34,36 @@ async function nextReply (raw: Awaited<ReturnType<typeof rawClient>>): Promise<a
   }
 }
 
+/** How a subscription attempt ended: subscribed, or unsubscribed with its code. */
+async function outcome (events: Recorder): Promise<'subscribed' | number> {
+  const from = events.events.length
+  return await Promise.race([
+    events.next('subscribed', from).then(() => 'subscribed' as const),
+    events.next('unsubscribed', from).then((ctx) => ctx.code as number)
+  ])
+}
+
 function tcp (ws: WebSocket): Socket {
   return (ws as unknown as { _socket: Socket })._socket
 }
+
+t.test('$ private channels: only a subscription token admits, whatever the namespace allows', async (t) => {
+  const built = await buildCentrifuge(t)
+  const { client } = sdk(t, built.sdkUrl, { token: token({ sub: 'alice' }) })
+  client.connect()
+  // The default namespace and chat both let any user subscribe, but not with the private prefix.
+  for (const channel of ['$secret', '$chat:x']) {
+    const denied = subscription(client, channel)
+    denied.sub.subscribe()
+    t.equal(await outcome(denied.events), 103, `${channel} without a token`)
+  }
+  const admitted = subscription(client, '$chat:y', { token: token({ sub: 'alice', channel: '$chat:y' }) })
+  admitted.sub.subscribe()
+  t.equal(await outcome(admitted.events), 'subscribed', 'with its token')
+  const otherChannel = subscription(client, '$chat:z', { token: token({ sub: 'alice', channel: '$chat:y' }) })
+  otherChannel.sub.subscribe()
+  t.equal(await outcome(otherChannel.events), 103, "another channel's token")
+})
 
 t.test('getState (flag 2): an unrecoverable position is error 112, and the SDK loads its state again', async (t) => {
   const built = await buildCentrifuge(t)

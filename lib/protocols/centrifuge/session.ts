@@ -337,6 +337,8 @@ export class Session {
     const { namespace, users } = lookup
     if (users !== undefined && !users.includes(this.connection.userId)) throw new CommandError(ErrorCode.PERMISSION_DENIED)
     const token = params.token !== undefined && params.token !== '' ? await this.#verifySubscription(params.token, channel) : undefined
+    // A $ channel (Centrifugo's private prefix) admits with a subscription token only.
+    if (token === undefined && lookup.private) throw new CommandError(ErrorCode.PERMISSION_DENIED)
     if (token === undefined) await this.#authorize(namespace, channel)
     const recoverable = namespace.recovery && namespace.history !== undefined
     const recover = params.recover === true && recoverable ? { offset: params.offset ?? 0, epoch: params.epoch ?? '' } : undefined
