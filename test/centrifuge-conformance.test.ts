@@ -65,6 +65,41 @@ t.test('$ private channels: only a subscription token admits, whatever the names
   t.equal(await outcome(otherChannel.events), 103, "another channel's token")
 })
 
+t.test('user-limited channels: the users after # subscribe without a token; others get 103 unless a token admits them', async (t) => {
+  const built = await buildCentrifuge(t, {
+    channels: { default: { userLimited: true }, namespaces: { dialog: { userLimited: true }, locked: { userLimited: true, subscribe: 'token' } } }
+  })
+  const alice = sdk(t, built.sdkUrl, { token: token({ sub: 'alice' }) })
+  const carol = sdk(t, built.sdkUrl, { token: token({ sub: 'carol' }) })
+  alice.client.connect()
+  carol.client.connect()
+
+  const mine = subscription(alice.client, 'dialog#alice,bob')
+  mine.sub.subscribe()
+  t.equal(await outcome(mine.events), 'subscribed', 'alice, listed, subscribes')
+  const theirs = subscription(carol.client, 'dialog#alice,bob')
+  theirs.sub.subscribe()
+  t.equal(await outcome(theirs.events), 103, 'carol, not listed, gets 103')
+
+  const locked = subscription(alice.client, 'locked:room#bob,alice')
+  locked.sub.subscribe()
+  t.equal(await outcome(locked.events), 'subscribed', "a listed user needs no token even where the namespace's subscribe is 'token'")
+  const lockedOut = subscription(carol.client, 'locked:room#bob,alice')
+  lockedOut.sub.subscribe()
+  t.equal(await outcome(lockedOut.events), 103, 'nor does anyone else get in there without one')
+
+  const invited = subscription(carol.client, 'dialog:x#alice,bob', { token: token({ sub: 'carol', channel: 'dialog:x#alice,bob' }) })
+  invited.sub.subscribe()
+  t.equal(await outcome(invited.events), 'subscribed', 'a valid subscription token admits a user who is not listed')
+
+  const plain = subscription(carol.client, 'chat:room#alice')
+  plain.sub.subscribe()
+  t.equal(await outcome(plain.events), 'subscribed', '# limits nothing in a namespace that is not user-limited')
+  const namespaced = subscription(carol.client, 'dialog:y#alice')
+  namespaced.sub.subscribe()
+  t.equal(await outcome(namespaced.events), 103, 'the same rule in a user-limited namespace')
+})
+
 t.test('getState (flag 2): an unrecoverable position is error 112, and the SDK loads its state again', async (t) => {
   const built = await buildCentrifuge(t)
   const first = await built.app.fanout.publish('chat:state', 'one')

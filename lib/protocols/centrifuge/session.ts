@@ -335,11 +335,15 @@ export class Session {
     if (this.#subscriptions.has(channel)) throw new CommandError(ErrorCode.ALREADY_SUBSCRIBED)
     if (this.#subscriptions.size >= context.channels.settings.maxPerConnection) throw new CommandError(ErrorCode.LIMIT_EXCEEDED)
     const { namespace, users } = lookup
-    if (users !== undefined && !users.includes(this.connection.userId)) throw new CommandError(ErrorCode.PERMISSION_DENIED)
     const token = params.token !== undefined && params.token !== '' ? await this.#verifySubscription(params.token, channel) : undefined
-    // A $ channel (Centrifugo's private prefix) admits with a subscription token only.
-    if (token === undefined && lookup.private) throw new CommandError(ErrorCode.PERMISSION_DENIED)
-    if (token === undefined) await this.#authorize(namespace, channel)
+    if (token === undefined) {
+      // Without a subscription token: never a $ channel (Centrifugo's private
+      // prefix); in a user-limited channel exactly the users listed, whatever
+      // the namespace's rule; elsewhere the namespace's rule.
+      if (lookup.private) throw new CommandError(ErrorCode.PERMISSION_DENIED)
+      if (users === undefined) await this.#authorize(namespace, channel)
+      else if (!users.includes(this.connection.userId)) throw new CommandError(ErrorCode.PERMISSION_DENIED)
+    }
     const recoverable = namespace.recovery && namespace.history !== undefined
     const recover = params.recover === true && recoverable ? { offset: params.offset ?? 0, epoch: params.epoch ?? '' } : undefined
     const { result, recovered } = await this.#start(channel, namespace, {
