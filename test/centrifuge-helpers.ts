@@ -1,5 +1,5 @@
 import { once } from 'node:events'
-import Fastify from 'fastify'
+import Fastify, { type FastifyServerOptions } from 'fastify'
 import type { Test } from 'tap'
 import { Centrifuge, type Options, type Subscription, type SubscriptionOptions } from 'centrifuge'
 import { WebSocket } from 'ws'
@@ -29,8 +29,8 @@ function centrifugeOptions (options: Partial<FanoutOptions>): Partial<FanoutOpti
 }
 
 /** An app with the Centrifugo endpoint on and a `chat` namespace like the example's, plus `extra`. */
-export async function buildCentrifuge (t: Test, options: Partial<FanoutOptions> = {}): Promise<Built & { sdkUrl: string }> {
-  const built = await build(t, centrifugeOptions(options))
+export async function buildCentrifuge (t: Test, options: Partial<FanoutOptions> = {}, serverOptions: FastifyServerOptions = {}): Promise<Built & { sdkUrl: string }> {
+  const built = await build(t, centrifugeOptions(options), serverOptions)
   return { ...built, sdkUrl: sdkUrl(built) }
 }
 
