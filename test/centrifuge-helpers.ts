@@ -38,10 +38,14 @@ export async function buildCentrifuge (t: Test, options: Partial<FanoutOptions> 
  * Closes `built`'s app and starts a new one, with `options`, on the same
  * port: what a client sees of a server process that restarts. The SDK keeps
  * reconnecting to the same URL meanwhile, and finds the new app there.
+ * `whileDown` runs between the two (e.g. publishing on another instance).
  */
-export async function restartCentrifuge (t: Test, built: Built, options: Partial<FanoutOptions> = {}): Promise<Built & { sdkUrl: string }> {
+export async function restartCentrifuge (
+  t: Test, built: Built, options: Partial<FanoutOptions> = {}, whileDown: () => Promise<void> = async () => {}
+): Promise<Built & { sdkUrl: string }> {
   const { port } = new URL(built.url)
   await built.app.close()
+  await whileDown()
   const app = Fastify()
   t.teardown(() => app.close())
   const resolved = centrifugeOptions(options)
