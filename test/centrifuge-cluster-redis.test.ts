@@ -62,9 +62,10 @@ t.test('presence across instances; the entries of an instance killed with SIGKIL
   const onB = subscription(bob.client, 'room:p', { joinLeave: true })
   onChild.sub.subscribe()
   onB.sub.subscribe()
-  const carolId = (await carol.events.next('connected')).client
-  await onChild.events.next('subscribed')
-  await onB.events.next('subscribed')
+  // From 0: connect and subscribe replies come in one frame, before a later wait would start.
+  const carolId = (await carol.events.next('connected', 0)).client
+  await onChild.events.next('subscribed', 0)
+  await onB.events.next('subscribed', 0)
   await until(async () => (await b.app.fanout.presenceStats('room:p')).numClients === 2, 'both clients in presence')
   t.same(await b.app.fanout.presenceStats('room:p'), { numClients: 2, numUsers: 2 })
   t.same(Object.values(await b.app.fanout.presence('room:p')).map((info) => info.user).sort(), ['bob', 'carol'], 'presence from the other instance')
@@ -132,8 +133,9 @@ t.test('embedded backplane: an app restarted on the same port has a new epoch; t
   const { sub, events } = subscription(client, 'chat:r')
   sub.subscribe()
   await events.next('subscribed')
+  const one = events.next('publication')
   const first = await built.app.fanout.publish('chat:r', 'one')
-  await events.next('publication')
+  await one
   const resubscribed = events.next('subscribed', events.events.length)
   const restarted = await restartCentrifuge(t, built)
   const again = await resubscribed
