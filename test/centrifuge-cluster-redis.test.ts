@@ -6,7 +6,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import type { FanoutOptions } from '../lib/index.js'
-import { token, until } from './helpers.js'
+import { broadcast, token, until } from './helpers.js'
 import { buildCentrifuge, restartCentrifuge, sdk, subscription } from './centrifuge-helpers.js'
 import { randomPrefix, startRedis } from './redis-helpers.js'
 
@@ -146,6 +146,52 @@ t.test('embedded backplane: an app restarted on the same port has a new epoch; t
   const next = events.next('publication', events.events.length)
   await restarted.app.fanout.publish('chat:r', 'two')
   t.equal((await next).offset, 1)
+})
+
+t.test('POST /broadcast to channels: offset and epoch per channel; 400 for what cannot be published; 503 when history is out of reach', async (t) => {
+  const redis = await startRedis(t)
+  const built = await buildCentrifuge(t, { redis: redis.url, channelPrefix: randomPrefix() })
+  const { client } = sdk(t, built.sdkUrl, { token: token() })
+  client.connect()
+  const { sub, events } = subscription(client, 'chat:b')
+  sub.subscribe()
+  await events.next('subscribed')
+
+  const received = events.next('publication')
+  const one = await broadcast(built.url, { channel: 'chat:b', data: { n: 1 } })
+  t.equal(one.status, 202)
+  const oneBody = await one.json() as { epoch: string }
+  t.match(oneBody, { id: String, offset: 1, epoch: String, instances: 1 })
+  t.same((await received).data, { n: 1 })
+
+  const many = await broadcast(built.url, { channels: ['chat:b', 'chat:c', 'news'], data: 'many' })
+  t.equal(many.status, 202)
+  const manyBody = await many.json() as { channels: Record<string, Record<string, unknown>> }
+  t.same(Object.keys(manyBody.channels).sort(), ['chat:b', 'chat:c', 'news'])
+  t.match(manyBody.channels['chat:b'], { offset: 2, epoch: oneBody.epoch })
+  t.match(manyBody.channels['chat:c'], { offset: 1, epoch: String })
+  t.notOk('offset' in (manyBody.channels.news ?? {}), 'no offset where the namespace keeps no history')
+
+  for (const [body, why] of [
+    [{ channel: 'nowhere:x', data: 1 }, /namespace "nowhere" is not configured/],
+    [{ channels: ['news', 'nowhere:x'], data: 1 }, /nowhere/],
+    [{ channel: 'chat:b', users: ['alice'], data: 1 }, /leave out users and except/],
+    [{ channel: 'chat:b', channels: ['chat:c'], data: 1 }, /either channel or channels/],
+    [{ channel: '', data: 1 }, /channel/]
+  ] as const) {
+    const refused = await broadcast(built.url, body)
+    t.equal(refused.status, 400, JSON.stringify(body))
+    t.match(await refused.json(), { code: 'FST_FANOUT_INVALID_BROADCAST', message: why })
+  }
+
+  await redis.kill()
+  await until(() => !built.app.fanout.backplaneUp, 'the backplane to see Redis gone')
+  const down = await broadcast(built.url, { channel: 'chat:b', data: 'lost' })
+  t.equal(down.status, 503)
+  t.match(await down.json(), { statusCode: 503, code: 'FST_FANOUT_HISTORY_UNAVAILABLE' })
+  const local = await broadcast(built.url, { channel: 'news', data: 'local' })
+  t.equal(local.status, 503, 'a channel without history goes to this instance only: partial')
+  t.match(await local.json(), { partial: true })
 })
 
 t.test("the decorator's channel methods refuse unknown namespaces and namespaces without the feature", async (t) => {

@@ -66,8 +66,12 @@ const resultSchema = {
   }
 } as const
 
+// Required, and first in anyOf: the serializer answers with the first schema
+// that validates, and resultSchema (nothing required) validates this shape too
+// but has none of its properties: `{ channels: … }` went out as `{}`.
 const channelsResultSchema = {
   type: 'object',
+  required: ['channels'],
   properties: {
     channels: { type: 'object', additionalProperties: resultSchema }
   }
@@ -100,7 +104,7 @@ export function registerBroadcastRoute (scope: FastifyInstance, options: Resolve
     bodyLimit: options.bodyLimit,
     logSerializers: serializers, // a token sent in the query string by mistake stays out of the logs
     onRequest: authorize,
-    schema: { body: broadcastBodySchema, response: { 202: { anyOf: [resultSchema, channelsResultSchema] } } }, // 503 bodies go out as built
+    schema: { body: broadcastBodySchema, response: { 202: { anyOf: [channelsResultSchema, resultSchema] } } }, // 503 bodies go out as built
     attachValidation: true,
     async handler (request, reply) {
       if (request.validationError !== undefined) {
