@@ -117,7 +117,12 @@ export interface CentrifugeOptions {
    * @defaultValue 65536
    */
   maxPayload?: number
-  /** Answers the SDK's `rpc(method, data)`; without it an RPC gets error 104. */
+  /**
+   * Answers the SDK's `rpc(method, data)`; without it an RPC gets error 104.
+   * An error it throws with a numeric `code` of 400-1999 (the range
+   * Centrifugo leaves to applications) reaches the client as that error,
+   * with its `message` and `temporary`; any other throw is error 100.
+   */
   onRpc?: (connection: FanoutConnection, method: string, data: unknown) => unknown
   /** Receives the SDK's `send(data)` (no answer goes back). */
   onSend?: (connection: FanoutConnection, data: unknown) => void

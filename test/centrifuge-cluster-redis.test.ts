@@ -192,6 +192,14 @@ t.test('POST /broadcast to channels: offset and epoch per channel; 400 for what 
   const local = await broadcast(built.url, { channel: 'news', data: 'local' })
   t.equal(local.status, 503, 'a channel without history goes to this instance only: partial')
   t.match(await local.json(), { partial: true })
+  const both = await broadcast(built.url, { channels: ['news', 'chat:b'], data: 'mixed' })
+  t.equal(both.status, 503)
+  t.match(await both.json(), {
+    channels: {
+      news: { partial: true, delivered: 0 },
+      'chat:b': { error: { code: 'FST_FANOUT_HISTORY_UNAVAILABLE' } }
+    }
+  }, 'each channel says what happened to it: one delivered here only, one not published')
 })
 
 t.test("the decorator's channel methods refuse unknown namespaces and namespaces without the feature", async (t) => {

@@ -183,13 +183,14 @@ t.test('rpc without onRpc and an unknown method get 104', async (t) => {
   t.same(await nextReply(raw), { id: 7, error: { code: 104, message: 'method not found' } })
 })
 
-t.test('onRpc answers rpc (its failure is a temporary 100); onSend receives send', async (t) => {
+t.test('onRpc answers rpc (an error with a code of 400-1999 is that error, any other failure a temporary 100); onSend receives send', async (t) => {
   let sent: (value: [string, unknown]) => void
   const received = new Promise<[string, unknown]>((resolve) => { sent = resolve })
   const built = await buildCentrifuge(t, {
     centrifuge: {
       onRpc: async (connection, method, data) => {
         if (method === 'fail') throw new Error('rpc handler failed')
+        if (method === 'refuse') throw Object.assign(new Error('no such order'), { code: 404 })
         if (method === 'nothing') return undefined
         return { user: connection.userId, method, data }
       },
@@ -201,6 +202,7 @@ t.test('onRpc answers rpc (its failure is a temporary 100); onSend receives send
   t.same(await client.rpc('echo', { n: [1, 2] }), { data: { user: 'alice', method: 'echo', data: { n: [1, 2] } } })
   t.same(await client.rpc('nothing', null), { data: undefined })
   await t.rejects(client.rpc('fail', {}), { code: 100, temporary: true })
+  await t.rejects(client.rpc('refuse', {}), { code: 404, message: 'no such order', temporary: false }, 'an application error code reaches the client')
   await client.send({ hello: 'server' })
   t.same(await received, ['alice', { hello: 'server' }])
 })

@@ -118,7 +118,7 @@ export function registerBroadcastRoute (scope: FastifyInstance, options: Resolve
         const published = await publishToChannels(channels, request.body)
         const results = 'channels' in published ? Object.values(published.channels) : [published]
         // As for users: a retry would reach this instance's subscribers twice.
-        const partial = results.some((result) => result.partial === true)
+        const partial = results.some((result) => 'error' in result || result.partial === true)
         return await reply.code(partial ? 503 : 202).send(published)
       }
       const result = await publish(data, { users, except })
@@ -138,7 +138,7 @@ export function registerBroadcastRoute (scope: FastifyInstance, options: Resolve
  * once). One channel answers with its result (offset and epoch where the
  * channel keeps history); several with `{ channels: { <name>: result } }`.
  */
-async function publishToChannels (channels: Channels, body: BroadcastBody): Promise<ChannelDeliveryResult | { channels: Record<string, ChannelDeliveryResult> }> {
+async function publishToChannels (channels: Channels, body: BroadcastBody): Promise<ChannelDeliveryResult | { channels: Record<string, ChannelDeliveryResult | { error: { code: string, message: string } }> }> {
   if (body.users !== undefined || body.except !== undefined) {
     throw new InvalidBroadcastError('a channel publication goes to the channel\'s subscribers: leave out users and except')
   }
@@ -155,9 +155,19 @@ async function publishToChannels (channels: Channels, body: BroadcastBody): Prom
   } catch (err) {
     throw new InvalidBroadcastError((err as Error).message)
   }
-  const results = await Promise.all(names.map(async (name, i) => await channels.publish(name, namespaces[i] as ResolvedNamespace, data)))
-  if (body.channels === undefined) return results[0] as ChannelDeliveryResult
-  return { channels: Object.fromEntries(names.map((name, i) => [name, results[i] as ChannelDeliveryResult])) }
+  if (body.channels === undefined) return await channels.publish(names[0] as string, namespaces[0] as ResolvedNamespace, data)
+  // Each channel on its own: one that cannot get its offset (Redis down)
+  // says so in its entry, next to those that were published.
+  const settled = await Promise.allSettled(names.map(async (name, i) => await channels.publish(name, namespaces[i] as ResolvedNamespace, data)))
+  return {
+    channels: Object.fromEntries(names.map((name, i) => {
+      const outcome = settled[i] as PromiseSettledResult<ChannelDeliveryResult>
+      if (outcome.status === 'fulfilled') return [name, outcome.value]
+      const error = outcome.reason as Error & { code?: string }
+      if (error.code !== 'FST_FANOUT_HISTORY_UNAVAILABLE') throw error
+      return [name, { error: { code: error.code, message: error.message } }]
+    }))
+  }
 }
 
 /** Nesting depth of a parsed JSON value (a scalar is 0), counted no further than `limit` + 1. */

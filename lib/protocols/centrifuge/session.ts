@@ -237,11 +237,24 @@ export class Session {
       case 'rpc': {
         const onRpc = this.#context.onRpc
         if (onRpc === undefined) throw new CommandError(ErrorCode.METHOD_NOT_FOUND)
-        return reply(id, 'rpc', rpcResult(await onRpc(this.connection, command.params.method ?? '', command.params.data)))
+        return reply(id, 'rpc', rpcResult(await this.#rpc(onRpc, command.params)))
       }
       case 'send':
         this.#context.onSend?.(this.connection, command.params.data)
         return undefined
+    }
+  }
+
+  /** The app's answer; an error it throws with a `code` of 400-1999 goes to the client as that error. */
+  async #rpc (onRpc: NonNullable<SessionContext['onRpc']>, params: Requests['rpc']): Promise<unknown> {
+    try {
+      return await onRpc(this.connection, params.method ?? '', params.data)
+    } catch (err) {
+      const { code, message, temporary } = (err ?? {}) as { code?: unknown, message?: unknown, temporary?: unknown }
+      if (typeof code === 'number' && Number.isInteger(code) && code >= 400 && code <= 1999) {
+        throw new CommandError({ code, message: typeof message === 'string' ? message.slice(0, 200) : '', temporary: temporary === true })
+      }
+      throw err
     }
   }
 
