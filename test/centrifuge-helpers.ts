@@ -58,33 +58,48 @@ export async function restartCentrifuge (
 /** Every event a client or subscription emitted, by name, in order. */
 export interface Recorder {
   readonly events: Array<[string, any]>
-  /** Resolves with the next `name` event's context (or one already seen after `from`). */
+  /**
+   * Without `from`: the next `name` event not yet taken by an earlier
+   * `next(name)`, already seen or still to come (so an event that arrived
+   * in the same frame as the one awaited before is never missed). With
+   * `from` (an index into `events`): the first `name` event at or after it.
+   */
   next: (name: string, from?: number) => Promise<any>
   all: (name: string) => any[]
 }
 
 export function record (emitter: { on: (name: any, listener: (ctx: any) => void) => unknown }, names: string[]): Recorder {
   const events: Array<[string, any]> = []
-  const waiting: Array<{ name: string, from: number, resolve: (ctx: any) => void }> = []
+  const taken = new Map<string, number>()
+  const waiting: Array<{ name: string, index: number, from: number, resolve: (ctx: any) => void }> = []
+  const all = (name: string): any[] => events.filter(([event]) => event === name).map(([, ctx]) => ctx)
   for (const name of names) {
     emitter.on(name, (ctx: any) => {
       events.push([name, ctx])
+      const position = events.length - 1
+      const count = all(name).length
       for (const waiter of [...waiting]) {
-        if (waiter.name === name) {
-          waiting.splice(waiting.indexOf(waiter), 1)
-          waiter.resolve(ctx)
-        }
+        if (waiter.name !== name || position < waiter.from || (waiter.index >= 0 && count <= waiter.index)) continue
+        waiting.splice(waiting.indexOf(waiter), 1)
+        waiter.resolve(ctx)
       }
     })
   }
   return {
     events,
-    async next (name, from = events.length) {
-      const seen = events.slice(from).find(([event]) => event === name)
-      if (seen !== undefined) return seen[1]
-      return await new Promise((resolve) => waiting.push({ name, from, resolve }))
+    async next (name, from) {
+      if (from !== undefined) {
+        const seen = events.slice(from).find(([event]) => event === name)
+        if (seen !== undefined) return seen[1]
+        return await new Promise((resolve) => waiting.push({ name, index: -1, from, resolve }))
+      }
+      const index = taken.get(name) ?? 0
+      taken.set(name, index + 1)
+      const seen = all(name)
+      if (index < seen.length) return seen[index]
+      return await new Promise((resolve) => waiting.push({ name, index, from: 0, resolve }))
     },
-    all: (name) => events.filter(([event]) => event === name).map(([, ctx]) => ctx)
+    all
   }
 }
 
