@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url'
 import t, { type Test } from 'tap'
 import type { FanoutOptions } from '../lib/index.js'
 import { broadcast, token, until } from './helpers.js'
-import { buildCentrifuge, restartCentrifuge, sdk, subscription } from './centrifuge-helpers.js'
+import { buildCentrifuge, restartCentrifuge, sdk, subscribed, subscription } from './centrifuge-helpers.js'
 import { randomPrefix, startRedis } from './redis-helpers.js'
 
 // Several instances on one Redis, with the real SDK: presence that outlives
@@ -97,9 +97,7 @@ t.test('Redis restarts under a subscribed client: it is closed with 3010 once Re
       const built = await buildCentrifuge(t, { redis: redis.url, channelPrefix: randomPrefix() })
       const { client, events: clientEvents } = sdk(t, built.sdkUrl, { token: token() })
       client.connect()
-      const { sub, events } = subscription(client, 'chat:r')
-      sub.subscribe()
-      await events.next('subscribed')
+      const { events } = await subscribed(client, 'chat:r')
       const one = events.next('publication')
       const first = await built.app.fanout.publish('chat:r', 'one')
       t.equal((await one).offset, 1)
@@ -130,9 +128,7 @@ t.test('embedded backplane: an app restarted on the same port has a new epoch; t
   const built = await buildCentrifuge(t)
   const { client } = sdk(t, built.sdkUrl, { token: token() })
   client.connect()
-  const { sub, events } = subscription(client, 'chat:r')
-  sub.subscribe()
-  await events.next('subscribed')
+  const { events } = await subscribed(client, 'chat:r')
   const one = events.next('publication')
   const first = await built.app.fanout.publish('chat:r', 'one')
   await one
@@ -153,9 +149,7 @@ t.test('POST /broadcast to channels: offset and epoch per channel; 400 for what 
   const built = await buildCentrifuge(t, { redis: redis.url, channelPrefix: randomPrefix() })
   const { client } = sdk(t, built.sdkUrl, { token: token() })
   client.connect()
-  const { sub, events } = subscription(client, 'chat:b')
-  sub.subscribe()
-  await events.next('subscribed')
+  const { events } = await subscribed(client, 'chat:b')
 
   const received = events.next('publication')
   const one = await broadcast(built.url, { channel: 'chat:b', data: { n: 1 } })

@@ -1,19 +1,13 @@
 import t from 'tap'
-import { Cluster } from 'ioredis'
 import { token, until } from './helpers.js'
-import { buildCentrifuge, sdk, subscription } from './centrifuge-helpers.js'
-import { randomPrefix, startCluster } from './redis-helpers.js'
+import { buildCentrifuge, sdk, subscribed, subscription } from './centrifuge-helpers.js'
+import { clusterClient, randomPrefix, startCluster } from './redis-helpers.js'
 
 t.test('on Redis Cluster, channels are shard channels; history, recovery and presence work across instances', async (t) => {
   const ports = await startCluster(t)
   const prefix = randomPrefix()
-  const clusterClient = (): Cluster => {
-    const client = new Cluster(ports.map((port) => ({ host: '127.0.0.1', port })))
-    t.teardown(() => { client.disconnect() })
-    return client
-  }
-  const a = await buildCentrifuge(t, { redis: clusterClient(), channelPrefix: prefix })
-  const b = await buildCentrifuge(t, { redis: clusterClient(), channelPrefix: prefix })
+  const a = await buildCentrifuge(t, { redis: clusterClient(t, ports), channelPrefix: prefix })
+  const b = await buildCentrifuge(t, { redis: clusterClient(t, ports), channelPrefix: prefix })
   const alice = sdk(t, a.sdkUrl, { token: token({ sub: 'alice' }) })
   const bob = sdk(t, b.sdkUrl, { token: token({ sub: 'bob' }) })
   alice.client.connect()
@@ -22,9 +16,7 @@ t.test('on Redis Cluster, channels are shard channels; history, recovery and pre
   const subs = channels.map((channel) => subscription(bob.client, channel))
   for (const { sub } of subs) sub.subscribe()
   for (const { events } of subs) await events.next('subscribed')
-  const own = subscription(alice.client, 'chat:one')
-  own.sub.subscribe()
-  await own.events.next('subscribed')
+  const own = await subscribed(alice.client, 'chat:one')
 
   for (const [i, channel] of channels.entries()) {
     const received = subs[i]!.events.next('publication')

@@ -4,7 +4,7 @@ import type { WebSocket } from 'ws'
 import { encodeHeader } from '../lib/backplane/codec.js'
 import { RedisHistory } from '../lib/backplane/redis-history.js'
 import { SECRET, token, until } from './helpers.js'
-import { buildCentrifuge, rawClient, sdk, subscription, wire, type Recorder } from './centrifuge-helpers.js'
+import { buildCentrifuge, rawClient, sdk, subscribed, subscription, wire, type Recorder } from './centrifuge-helpers.js'
 import { inspector, randomPrefix, startRedis } from './redis-helpers.js'
 
 // Centrifugo client-protocol behaviour that test/centrifuge.test.ts does not
@@ -211,18 +211,14 @@ t.test('history: since with another epoch is 112; history and presence where the
   const built = await buildCentrifuge(t)
   const { client } = sdk(t, built.sdkUrl, { token: token() })
   client.connect()
-  const chat = subscription(client, 'chat:h')
-  chat.sub.subscribe()
-  await chat.events.next('subscribed')
+  const chat = await subscribed(client, 'chat:h')
   const first = await built.app.fanout.publish('chat:h', 1)
   await built.app.fanout.publish('chat:h', 2)
   await t.rejects(chat.sub.history({ limit: 10, since: { offset: 0, epoch: 'another' } }), { code: 112 })
   const since = await chat.sub.history({ limit: 10, since: { offset: 1, epoch: first.epoch as string } })
   t.same(since.publications.map((p: any) => p.data), [2], 'the right epoch: what came after the offset')
 
-  const news = subscription(client, 'news')
-  news.sub.subscribe()
-  await news.events.next('subscribed')
+  const news = await subscribed(client, 'news')
   await t.rejects(news.sub.history({ limit: 1 }), { code: 108 })
   await t.rejects(news.sub.presence(), { code: 108 })
   await t.rejects(news.sub.presenceStats(), { code: 108 })
@@ -234,9 +230,7 @@ t.test('a client publication larger than centrifuge.maxPayload: ws closes with 1
   const built = await buildCentrifuge(t, { centrifuge: { connectTimeout: 500, maxPayload: 4096 } })
   const { client, events } = sdk(t, built.sdkUrl, { token: token() })
   client.connect()
-  const { sub, events: subEvents } = subscription(client, 'chat:big')
-  sub.subscribe()
-  await subEvents.next('subscribed')
+  const { sub } = await subscribed(client, 'chat:big')
   const publishing = sub.publish('x'.repeat(5000))
   const disconnected = await events.next('disconnected')
   t.same(disconnected, { code: 3, reason: 'message size limit exceeded' })
@@ -316,9 +310,7 @@ t.test('a hole in the offsets of a positioned channel closes with 3010; the SDK 
   const built = await buildCentrifuge(t, { redis: redis.url, channelPrefix: prefix })
   const { client, events: clientEvents } = sdk(t, built.sdkUrl, { token: token() })
   client.connect()
-  const { sub, events } = subscription(client, 'chat:gap')
-  sub.subscribe()
-  await events.next('subscribed')
+  const { events } = await subscribed(client, 'chat:gap')
   const one = events.next('publication')
   await built.app.fanout.publish('chat:gap', 'one')
   t.equal((await one).offset, 1)

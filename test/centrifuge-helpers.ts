@@ -126,6 +126,14 @@ export function subscription (client: Centrifuge, channel: string, options: Part
   return { sub, events: record(sub, SUBSCRIPTION_EVENTS) }
 }
 
+/** A subscription that has been answered `subscribed` (its first `subscribed` event is taken). */
+export async function subscribed (client: Centrifuge, channel: string, options: Partial<SubscriptionOptions> = {}): Promise<{ sub: Subscription, events: Recorder }> {
+  const made = subscription(client, channel, options)
+  made.sub.subscribe()
+  await made.events.next('subscribed')
+  return made
+}
+
 /** A raw WebSocket to the endpoint: frames as text, for what the SDK would never send. */
 export async function rawClient (t: Test, url: string, protocols?: string[]): Promise<{ ws: WebSocket, frames: string[], next: () => Promise<string>, closed: Promise<[number, string]> }> {
   const ws = new WebSocket(url, protocols)

@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import type { FanoutOptions } from '../lib/index.js'
 import { token, until } from './helpers.js'
-import { buildCentrifuge, restartCentrifuge, sdk, subscription } from './centrifuge-helpers.js'
+import { buildCentrifuge, restartCentrifuge, sdk, subscribed, subscription } from './centrifuge-helpers.js'
 import { randomPrefix, startRedis } from './redis-helpers.js'
 
 // Channels across instances joined by a real Redis, with the real SDK.
@@ -44,9 +44,7 @@ t.test('recovery with Redis: a client whose instance restarts gets exactly what 
   const [a, b] = await instances(t, redis.url, 2, { channelPrefix: prefix })
   const { client } = sdk(t, a!.sdkUrl, { token: token() })
   client.connect()
-  const { sub, events } = subscription(client, 'chat:r')
-  sub.subscribe()
-  await events.next('subscribed')
+  const { events } = await subscribed(client, 'chat:r')
   await b!.app.fanout.publish('chat:r', 'one')
   await events.next('publication')
   const again = events.next('subscribed', events.events.length)
@@ -65,9 +63,7 @@ t.test('Redis restarts: SDK clients are closed once, with 3010, when the subscri
   const [a] = await instances(t, redis.url, 1)
   const { client, events } = sdk(t, a!.sdkUrl, { token: token() })
   client.connect()
-  const { sub, events: subEvents } = subscription(client, 'chat:gap')
-  sub.subscribe()
-  await subEvents.next('subscribed')
+  const { events: subEvents } = await subscribed(client, 'chat:gap')
   await a!.app.fanout.publish('chat:gap', 'before')
   await subEvents.next('publication')
   const from = events.events.length

@@ -1,7 +1,7 @@
 import { once } from 'node:events'
 import t from 'tap'
 import { token } from './helpers.js'
-import { buildCentrifuge, rawClient, sdk, subscription } from './centrifuge-helpers.js'
+import { buildCentrifuge, rawClient, sdk, subscribed, subscription } from './centrifuge-helpers.js'
 
 // The Centrifugo client protocol endpoint, driven by the real centrifuge-js SDK.
 
@@ -218,9 +218,7 @@ t.test('a subscription token admits to a token-only namespace; its user and chan
   const built = await buildCentrifuge(t)
   const { client } = sdk(t, built.sdkUrl, { token: token({ sub: 'alice' }) })
   client.connect()
-  const good = subscription(client, 'private:x', { token: token({ sub: 'alice', channel: 'private:x' }) })
-  good.sub.subscribe()
-  await good.events.next('subscribed')
+  await subscribed(client, 'private:x', { token: token({ sub: 'alice', channel: 'private:x' }) })
   const wrongUser = subscription(client, 'private:y', { token: token({ sub: 'bob', channel: 'private:y' }) })
   wrongUser.sub.subscribe()
   t.equal((await wrongUser.events.next('unsubscribed')).code, 103)
@@ -258,13 +256,9 @@ t.test('presence, presence stats, join and leave', async (t) => {
   const bob = sdk(t, built.sdkUrl, { token: token({ sub: 'bob' }) })
   alice.client.connect()
   bob.client.connect()
-  const a = subscription(alice.client, 'chat:room', { joinLeave: true })
-  a.sub.subscribe()
-  await a.events.next('subscribed')
+  const a = await subscribed(alice.client, 'chat:room', { joinLeave: true })
   const joined = a.events.next('join')
-  const b = subscription(bob.client, 'chat:room')
-  b.sub.subscribe()
-  await b.events.next('subscribed')
+  const b = await subscribed(bob.client, 'chat:room')
   t.equal((await joined).info.user, 'bob')
   const presence = await a.sub.presence()
   t.same(Object.values(presence.clients).map((info: any) => info.user).sort(), ['alice', 'bob'])
@@ -279,9 +273,7 @@ t.test('history from the SDK and from the decorator', async (t) => {
   const built = await buildCentrifuge(t)
   const { client } = sdk(t, built.sdkUrl, { token: token() })
   client.connect()
-  const { sub, events } = subscription(client, 'chat:h')
-  sub.subscribe()
-  await events.next('subscribed')
+  const { sub } = await subscribed(client, 'chat:h')
   for (const n of [1, 2, 3]) await built.app.fanout.publish('chat:h', n)
   const history = await sub.history({ limit: 2, reverse: true })
   t.same(history.publications.map((p: any) => p.data), [3, 2])
@@ -343,9 +335,7 @@ t.test('metrics: subscriptions, channels, publications, recoveries, command erro
   const { sample } = await import('./helpers.js')
   const { client } = sdk(t, built.sdkUrl, { token: token() })
   client.connect()
-  const { sub, events } = subscription(client, 'chat:m')
-  sub.subscribe()
-  await events.next('subscribed')
+  await subscribed(client, 'chat:m')
   const unknown = subscription(client, 'nowhere:m')
   unknown.sub.subscribe()
   await unknown.events.next('unsubscribed')
@@ -370,9 +360,7 @@ t.test('each endpoint holds its clients to its own frame limit: 64 KiB here, max
   const { connect } = await import('./helpers.js')
   const { client } = sdk(t, built.sdkUrl, { token: token() })
   client.connect()
-  const { sub, events } = subscription(client, 'chat:big')
-  sub.subscribe()
-  await events.next('subscribed')
+  const { sub, events } = await subscribed(client, 'chat:big')
   const published = events.next('publication')
   await sub.publish({ text: 'x'.repeat(20_000) })
   t.equal((await published).data.text.length, 20_000, 'a 20 KB publication passes on this endpoint')

@@ -1,18 +1,13 @@
 import t from 'tap'
-import { Cluster, Redis } from 'ioredis'
+import { Redis } from 'ioredis'
 import { build, type Built, closed, connect, nextMessage, token, until } from './helpers.js'
-import { randomPrefix, startCluster } from './redis-helpers.js'
+import { clusterClient, randomPrefix, startCluster } from './redis-helpers.js'
 
 t.test('on Redis Cluster, user channels use sharded pub/sub and spread over the shards', async (t) => {
   const ports = await startCluster(t)
   const prefix = randomPrefix()
-  const clusterClient = (): Cluster => {
-    const client = new Cluster(ports.map((port) => ({ host: '127.0.0.1', port })))
-    t.teardown(() => { client.disconnect() })
-    return client
-  }
-  const a: Built = await build(t, { redis: clusterClient(), channelPrefix: prefix })
-  const b: Built = await build(t, { redis: clusterClient(), channelPrefix: prefix })
+  const a: Built = await build(t, { redis: clusterClient(t, ports), channelPrefix: prefix })
+  const b: Built = await build(t, { redis: clusterClient(t, ports), channelPrefix: prefix })
 
   const users = ['alice', 'bob', 'carol', 'dave', 'erin', 'frank']
   const clients = new Map<string, Awaited<ReturnType<typeof connect>>>()

@@ -6,7 +6,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Test } from 'tap'
-import { Redis } from 'ioredis'
+import { Cluster, Redis } from 'ioredis'
 
 /** A free TCP port on 127.0.0.1 (the OS picks it). */
 export async function freePort (): Promise<number> {
@@ -115,4 +115,11 @@ export async function startCluster (t: Test): Promise<number[]> {
     client.disconnect()
   }
   return ports
+}
+
+/** An ioredis Cluster client for `startCluster`'s nodes; disconnected when the test ends. */
+export function clusterClient (t: Test, ports: number[]): Cluster {
+  const client = new Cluster(ports.map((port) => ({ host: '127.0.0.1', port })))
+  t.teardown(() => { client.disconnect() })
+  return client
 }
