@@ -149,7 +149,8 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
         refreshGrace: options.centrifuge === false ? 0 : options.centrifuge.refreshGrace,
         maxConnectionsPerUser: options.maxConnectionsPerUser,
         onRpc: options.centrifuge === false ? undefined : options.centrifuge.onRpc,
-        onSend: options.centrifuge === false ? undefined : options.centrifuge.onSend
+        onSend: options.centrifuge === false ? undefined : options.centrifuge.onSend,
+        hookTimeout: options.centrifuge === false ? 0 : options.centrifuge.hookTimeout
       },
       nextConnectionId,
       isClosing

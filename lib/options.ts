@@ -52,6 +52,7 @@ export interface ResolvedOptions {
     readonly connectTimeout: number
     readonly refreshGrace: number
     readonly maxPayload: number
+    readonly hookTimeout: number
     readonly onRpc: CentrifugeOptions['onRpc']
     readonly onSend: CentrifugeOptions['onSend']
   }
@@ -92,7 +93,9 @@ export const defaults = {
   connectTimeout: 10_000,
   refreshGrace: 25_000,
   // Commands carry publications and tokens: Centrifugo's own default limit.
-  centrifugeMaxPayload: 64 * 1024
+  centrifugeMaxPayload: 64 * 1024,
+  // Below the SDK's 5 s reply timeout, so that the client gets our answer.
+  hookTimeout: 4000
 } as const
 
 // Every top-level option, in one place: any other name is refused at register
@@ -134,7 +137,7 @@ const compressionNames: Record<keyof CompressionOptions, true> = { threshold: tr
 const inboundNames: Record<keyof InboundBudget, true> = { messages: true, bytes: true }
 const metricsNames: Record<keyof MetricsOptions, true> = { registry: true, serve: true, endpoint: true, listen: true, fastifyMetrics: true }
 const listenNames: Record<keyof MetricsListenOptions, true> = { port: true, host: true }
-const centrifugeNames: Record<keyof CentrifugeOptions, true> = { path: true, connectTimeout: true, refreshGrace: true, maxPayload: true, onRpc: true, onSend: true }
+const centrifugeNames: Record<keyof CentrifugeOptions, true> = { path: true, connectTimeout: true, refreshGrace: true, maxPayload: true, hookTimeout: true, onRpc: true, onSend: true }
 
 export function resolveOptions (options: FanoutOptions): ResolvedOptions {
   if (options === null || typeof options !== 'object') {
@@ -214,7 +217,7 @@ export function resolveOptions (options: FanoutOptions): ResolvedOptions {
 function centrifuge (value: FanoutOptions['centrifuge']): ResolvedOptions['centrifuge'] {
   if (value === undefined || value === false) return false
   if (value === true) value = {}
-  optionObject('centrifuge', value, centrifugeNames, 'must be false, true or { path, connectTimeout, refreshGrace, maxPayload, onRpc, onSend }')
+  optionObject('centrifuge', value, centrifugeNames, 'must be false, true or { path, connectTimeout, refreshGrace, maxPayload, hookTimeout, onRpc, onSend }')
   for (const hook of ['onRpc', 'onSend'] as const) {
     if (value[hook] !== undefined && typeof value[hook] !== 'function') throw new InvalidOptionError(`centrifuge.${hook}`, 'must be a function')
   }
@@ -223,6 +226,7 @@ function centrifuge (value: FanoutOptions['centrifuge']): ResolvedOptions['centr
     connectTimeout: integer('centrifuge.connectTimeout', value.connectTimeout ?? defaults.connectTimeout, 100, 2 ** 31 - 1, 'milliseconds'),
     refreshGrace: integer('centrifuge.refreshGrace', value.refreshGrace ?? defaults.refreshGrace, 0, 2 ** 31 - 1, 'milliseconds'),
     maxPayload: integer('centrifuge.maxPayload', value.maxPayload ?? defaults.centrifugeMaxPayload, 1, 2 ** 31 - 1, 'bytes'),
+    hookTimeout: integer('centrifuge.hookTimeout', value.hookTimeout ?? defaults.hookTimeout, 1, 2 ** 31 - 1, 'milliseconds'),
     onRpc: value.onRpc,
     onSend: value.onSend
   })

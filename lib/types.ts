@@ -118,6 +118,14 @@ export interface CentrifugeOptions {
    */
   maxPayload?: number
   /**
+   * Milliseconds an application hook (a namespace's `subscribe` or `publish`
+   * function, `onRpc`, `onSend`) may take before the command is answered
+   * with error 100 (temporary): a connection's commands run in order, so a
+   * hook that never settles would hold all its later ones.
+   * @defaultValue 4000
+   */
+  hookTimeout?: number
+  /**
    * Answers the SDK's `rpc(method, data)`; without it an RPC gets error 104.
    * An error it throws with a numeric `code` of 400-1999 (the range
    * Centrifugo leaves to applications) reaches the client as that error,
@@ -125,7 +133,7 @@ export interface CentrifugeOptions {
    */
   onRpc?: (connection: FanoutConnection, method: string, data: unknown) => unknown
   /** Receives the SDK's `send(data)` (no answer goes back). */
-  onSend?: (connection: FanoutConnection, data: unknown) => void
+  onSend?: (connection: FanoutConnection, data: unknown) => void | Promise<void>
 }
 
 /** Options of `fastify.register(fanout, options)`. */

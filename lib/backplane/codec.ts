@@ -98,10 +98,10 @@ function isHeader (value: unknown): value is Header {
     (header.c === undefined || typeof header.c === 'string') &&
     (header.d === undefined || isDisconnect(header.d)) &&
     (header.ch === undefined || typeof header.ch === 'string') &&
-    (header.o === undefined || Number.isSafeInteger(header.o)) &&
+    (header.o === undefined || (Number.isSafeInteger(header.o) && (header.o as number) >= 1)) &&
     (header.e === undefined || typeof header.e === 'string') &&
     (header.i === undefined || isClientInfo(header.i)) &&
-    (header.p === undefined || ((header.p === 'join' || header.p === 'leave') && typeof header.ch === 'string')) &&
+    (header.p === undefined || ((header.p === 'join' || header.p === 'leave') && typeof header.ch === 'string' && header.i !== undefined)) &&
     (header.s === undefined || (Array.isArray(header.s) && header.s.length === 2 && typeof header.s[0] === 'string' && (header.s[1] === 0 || header.s[1] === 1)))
 }
 

@@ -139,8 +139,15 @@ export class RedisBackplane implements Backplane {
   }
 
   watchChannel (channel: string): void {
-    const subscribed = this.#subscribe(this.channelOf(channel)).catch((err: Error) => { this.#error('subscribe', err) })
-    this.#channelWatches.set(channel, subscribed)
+    this.#channelWatches.set(channel, this.#watch(channel))
+  }
+
+  // The SUBSCRIBE's own promise is kept, so that a failure reaches whoever
+  // waits for the channel (watching); the catch here only records it.
+  #watch (channel: string): Promise<void> {
+    const subscribed = this.#subscribe(this.channelOf(channel))
+    subscribed.catch((err: Error) => { this.#error('subscribe', err) })
+    return subscribed
   }
 
   unwatchChannel (channel: string): void {
@@ -148,8 +155,23 @@ export class RedisBackplane implements Backplane {
     this.#unsubscribe(this.channelOf(channel))
   }
 
+  /**
+   * Resolves once this instance receives the channel. A SUBSCRIBE that
+   * failed (Redis down past ioredis's retries) is sent again here, for the
+   * next subscriber to wait on; its failure rejects (the client's subscribe
+   * gets a temporary error and the SDK retries), never a silent deafness.
+   */
   async watching (channel: string): Promise<void> {
-    await this.#channelWatches.get(channel)
+    const watch = this.#channelWatches.get(channel)
+    if (watch === undefined) return
+    try {
+      await watch
+    } catch {
+      if (this.#channelWatches.get(channel) !== watch) return await this.watching(channel)
+      const again = this.#watch(channel)
+      this.#channelWatches.set(channel, again)
+      await again
+    }
   }
 
   async publishWithHistory (envelope: Envelope, limits: HistoryLimits): Promise<ChannelPublishResult> {
@@ -227,7 +249,13 @@ export class RedisBackplane implements Backplane {
       return
     }
     this.#metrics.backplaneReceived.inc()
-    this.#deliver?.(envelope)
+    try {
+      this.#deliver?.(envelope)
+    } catch (err) {
+      // Thrown here, it would escape ioredis's listener as an uncaught exception.
+      this.#metrics.backplaneInvalid.inc()
+      this.#log.error({ err }, 'fanout: could not deliver a message from Redis')
+    }
   }
 
   #localOnly (envelope: Envelope): DeliveryResult {

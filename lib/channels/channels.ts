@@ -6,7 +6,7 @@ import type { FanoutMetrics } from '../metrics.js'
 import type { DeliveryResult } from '../types.js'
 import type { ResolvedChannels, ResolvedNamespace } from './namespaces.js'
 import type { Subscription } from './subscription.js'
-import type { ClientInfo, HistoryPage, HistoryQuery, Publication, PresenceStats, StreamPosition } from './types.js'
+import type { ClientInfo, HistoryLimits, HistoryPage, HistoryQuery, Publication, PresenceStats, StreamPosition } from './types.js'
 
 /** What publishing to a channel did; `offset` and `epoch` when the channel keeps history. */
 export interface ChannelDelivery extends DeliveryResult {
@@ -34,7 +34,7 @@ export class Channels {
   readonly #registry: Registry
   readonly #backplane: () => Backplane
   readonly #nextId: () => string
-  /** Subscriptions whose presence entry this instance keeps alive. */
+  /** Subscriptions whose presence entry this instance keeps alive, or whose leave it will announce. */
   readonly #present = new Set<Subscription>()
   #lastPresenceRefresh = Date.now()
 
@@ -88,16 +88,16 @@ export class Channels {
     try {
       const backplane = this.#backplane()
       await backplane.watching(channel)
-      if (namespace.presence) await this.#join(subscription)
+      if (namespace.presence || namespace.joinLeave) await this.#join(subscription)
       if (namespace.history === undefined || !subscription.positioned) {
         return { position: undefined, recovered: false, publications: [] }
       }
       if (recover === undefined) {
-        const page = await backplane.history(channel, { limit: 0 }, namespace.history)
+        const page = await backplane.history(channel, { limit: 0 }, readLimits(namespace.history))
         return { position: page.position, recovered: false, publications: [] }
       }
       const max = this.settings.recoveryMaxPublications
-      const page = await backplane.history(channel, { limit: max + 1, since: recover }, namespace.history)
+      const page = await backplane.history(channel, { limit: max + 1, since: recover }, readLimits(namespace.history))
       const recovered = isRecovered(page, recover, max)
       this.#metrics.recoveries.inc({ outcome: recovered ? 'recovered' : 'not_recovered' })
       const position = recovered ? lastOf(page, recover) : page.position
@@ -113,8 +113,10 @@ export class Channels {
     this.#registry.unsubscribe(subscription.channel, subscription)
     if (this.#present.delete(subscription)) {
       const { channel, info, namespace } = subscription
-      // On failure the entry expires on its own within presenceTtl.
-      this.#backplane().presence.remove(channel, info.client).catch((err: Error) => { this.#failed(err, 'presence remove') })
+      if (namespace.presence) {
+        // On failure the entry expires on its own within presenceTtl.
+        this.#backplane().presence.remove(channel, info.client).catch((err: Error) => { this.#failed(err, 'presence remove') })
+      }
       if (namespace.joinLeave) this.#notify(channel, 'leave', info)
     }
   }
@@ -123,7 +125,7 @@ export class Channels {
     if (namespace.history === undefined) throw new Error('no history') // callers check first
     const max = this.settings.historyMaxLimit
     const limit = query.limit < 0 || query.limit > max ? max : query.limit
-    return await this.#backplane().history(channel, { ...query, limit }, namespace.history)
+    return await this.#backplane().history(channel, { ...query, limit }, readLimits(namespace.history))
   }
 
   async removeHistory (channel: string): Promise<void> {
@@ -144,15 +146,17 @@ export class Channels {
     if (now - this.#lastPresenceRefresh < ttl / 3) return
     this.#lastPresenceRefresh = now
     const presence = this.#backplane().presence
-    for (const { channel, info } of this.#present) {
+    for (const { channel, info, namespace } of this.#present) {
+      if (!namespace.presence) continue
       // In a Redis outage entries lapse, and come back at the next refresh.
       presence.add(channel, info.client, info, ttl).catch((err: Error) => { this.#failed(err, 'presence refresh') })
     }
   }
 
+  /** Enters presence and announces the join, as the namespace keeps and tells them. */
   async #join (subscription: Subscription): Promise<void> {
     const { channel, info, namespace } = subscription
-    await this.#backplane().presence.add(channel, info.client, info, this.settings.presenceTtl)
+    if (namespace.presence) await this.#backplane().presence.add(channel, info.client, info, this.settings.presenceTtl)
     this.#present.add(subscription)
     if (namespace.joinLeave) this.#notify(channel, 'join', info)
   }
@@ -168,6 +172,16 @@ export class Channels {
 }
 
 const EMPTY = Buffer.alloc(0)
+
+/**
+ * The limits a read passes: a stream that a read creates (no publication
+ * yet, only an epoch) is kept `ttl`, not `metaTtl`, so that subscribing to
+ * fresh channel names in a loop cannot fill memory or Redis with empty
+ * streams for a month. The first publication gives it `metaTtl`.
+ */
+function readLimits (limits: HistoryLimits): HistoryLimits {
+  return { size: limits.size, ttl: limits.ttl, metaTtl: limits.ttl }
+}
 
 /**
  * Whether a history read after `since` holds every publication the client

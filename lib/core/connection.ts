@@ -181,11 +181,19 @@ export class Connection implements FanoutConnection {
 
   /**
    * Queues a payload for this connection alone (a reply), framed as one text
-   * frame. Replies are never dropped for slowness: the client asked for them,
-   * and the inbound budget bounds how many it can ask for.
+   * frame. A client that asks and does not read (a history of 300
+   * publications per command, 50 commands a second) would have the server
+   * buffer without end: past `maxBufferedBytes` unsent it is closed as a
+   * slow consumer, whatever the slowConsumer policy (a reply cannot be
+   * dropped: the client waits for it).
    */
   reply (payload: Buffer): void {
     if (this.#socket.readyState !== WebSocket.OPEN) return
+    if (this.bufferedAmount > this.#context.maxBufferedBytes) {
+      this.#context.metrics.dropped('slow_consumer')
+      this.closeFor('slowConsumer')
+      return
+    }
     this.#enqueue(textFrame(payload))
   }
 
@@ -252,7 +260,12 @@ export class Connection implements FanoutConnection {
     return this.#context.send(this, data)
   }
 
-  close (code: number = CloseCode.DISCONNECTED, reason = 'disconnected by server'): void {
+  /** Without a code, the endpoint's own for a server disconnect (4000 on /ws, 3503 for Centrifugo's SDKs). */
+  close (code?: number, reason = 'disconnected by server'): void {
+    if (code === undefined) {
+      this.closeFor('disconnected')
+      return
+    }
     assertCloseArguments(code, reason)
     this.closeWith(code, reason)
   }

@@ -59,10 +59,7 @@ export function registerCentrifugeEndpoint (scope: FastifyInstance, context: Cen
     closes: CENTRIFUGE_CLOSES,
     pingPayload: PING_PAYLOAD,
     receive (connection, data, isBinary) {
-      const session = sessionOf(connection)
-      if (session === undefined) return
-      if (!session.connected) pending.delete(connection) // a command came: the stale bound no longer applies
-      session.receive(data, isBinary)
+      sessionOf(connection)?.receive(data, isBinary)
     },
     serverSubscription (connection, channel, subscribe) {
       sessionOf(connection)?.serverSubscription(channel, subscribe)
@@ -119,7 +116,8 @@ export function registerCentrifugeEndpoint (scope: FastifyInstance, context: Cen
       connection.closeWith(DisconnectCode.INAPPROPRIATE_PROTOCOL.code, 'protobuf not supported')
       return
     }
-    ;(connection as SessionHolder)[kSession] = new Session(connection, sessionContext, request.headers)
+    // Pending (the stale bound, the instance limit) until connect succeeds.
+    ;(connection as SessionHolder)[kSession] = new Session(connection, sessionContext, request.headers, () => { pending.delete(connection) })
     pending.add(connection)
   }
 

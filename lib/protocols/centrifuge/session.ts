@@ -37,7 +37,13 @@ export interface SessionContext {
   /** Subscription tokens' deadlines (sub_refresh moves them). */
   readonly subscriptionExpiry: ExpiryWheel<Subscription>
   readonly onRpc: ((connection: Connection, method: string, data: unknown) => unknown) | undefined
-  readonly onSend: ((connection: Connection, data: unknown) => void) | undefined
+  readonly onSend: ((connection: Connection, data: unknown) => void | Promise<void>) | undefined
+  /**
+   * Milliseconds an application hook (subscribe or publish rule, onRpc,
+   * onSend) may take. Commands of a connection run in order, so a hook that
+   * never settles would hold every later one (a refresh, then 3005).
+   */
+  readonly hookTimeout: number
 }
 
 /**
@@ -88,10 +94,16 @@ export class Session {
   /** Lines received and not yet run. */
   #queued = 0
 
-  constructor (connection: Connection, context: SessionContext, headers: FastifyRequest['headers']) {
+  readonly #identified: () => void
+
+  /** `identified` is told once the connection is registered (it no longer needs the stale bound). */
+  constructor (connection: Connection, context: SessionContext, headers: FastifyRequest['headers'], identified: () => void) {
     this.connection = connection
     this.#context = context
+    // Kept for tokens verified later (refresh, subscription tokens): a key
+    // provider or `trusted` callback sees the upgrade's headers.
     this.#headers = headers
+    this.#identified = identified
   }
 
   get connected (): boolean {
@@ -126,6 +138,10 @@ export class Session {
         }
         await this.#run(line.command)
       }
+    }).catch((err: unknown) => {
+      // #run answers every command's failure: this is a defect of ours, never the client's.
+      this.#context.log.error({ err, connectionId: this.connection.id }, 'fanout: session failed')
+      this.#disconnect(DisconnectCode.INTERNAL, 'session failed')
     })
   }
 
@@ -240,15 +256,33 @@ export class Session {
         return reply(id, 'rpc', rpcResult(await this.#rpc(onRpc, command.params)))
       }
       case 'send':
-        this.#context.onSend?.(this.connection, command.params.data)
+        // Awaited in turn; a failure is logged (#run), never answered.
+        await this.#hook('onSend', this.#context.onSend?.(this.connection, command.params.data))
         return undefined
+    }
+  }
+
+  /** An application hook's result, or error 100 (temporary) when it takes longer than `hookTimeout`. */
+  async #hook<T> (name: string, result: T | Promise<T>): Promise<T> {
+    if (!(result instanceof Promise)) return result
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<never>((resolve, reject) => {
+      timer = setTimeout(() => {
+        this.#context.log.warn({ hook: name, connectionId: this.connection.id, timeout: this.#context.hookTimeout }, 'fanout: application hook did not settle in time')
+        reject(new CommandError(ErrorCode.INTERNAL))
+      }, this.#context.hookTimeout)
+    })
+    try {
+      return await Promise.race([result, late])
+    } finally {
+      clearTimeout(timer)
     }
   }
 
   /** The app's answer; an error it throws with a `code` of 400-1999 goes to the client as that error. */
   async #rpc (onRpc: NonNullable<SessionContext['onRpc']>, params: Requests['rpc']): Promise<unknown> {
     try {
-      return await onRpc(this.connection, params.method ?? '', params.data)
+      return await this.#hook('onRpc', onRpc(this.connection, params.method ?? '', params.data))
     } catch (err) {
       const { code, message, temporary } = (err ?? {}) as { code?: unknown, message?: unknown, temporary?: unknown }
       if (typeof code === 'number' && Number.isInteger(code) && code >= 400 && code <= 1999) {
@@ -272,17 +306,27 @@ export class Session {
       throw new Disconnect(DisconnectCode.INVALID_TOKEN)
     }
     const { userId } = identified
-    if (context.registry.countOf(userId) >= context.maxConnectionsPerUser) {
-      context.metrics.rejected('user_limit')
-      throw new Disconnect(DisconnectCode.CONNECTION_LIMIT)
-    }
-    if (!this.connection.open) throw new Disconnect(DisconnectCode.CONNECTION_CLOSED)
+    this.#assertRoomFor(userId)
     this.connection.identify({ userId, claims, expiresAt: this.#expiresAt(claims) })
+    // Server-side subscriptions first (held until the reply is written), and
+    // only then into the registry: no message or ping may reach the client
+    // before its connect reply.
+    const subs = await this.#serverSideSubscriptions(claims, params.subs ?? {})
+    this.#assertRoomFor(userId) // others of this user may have connected meanwhile
     context.registry.add(this.connection)
     context.metrics.connectionsAccepted.inc()
     this.#connected = true
-    const subs = await this.#serverSideSubscriptions(claims, params.subs ?? {})
+    this.#identified()
     return connectResult({ client: this.connection.id, ...expiry(claims), ping: context.pingSeconds, pong: context.pingSeconds > 0, subs })
+  }
+
+  /** The connection is still open and its user holds fewer than `maxConnectionsPerUser` connections. */
+  #assertRoomFor (userId: string): void {
+    if (this.#context.registry.countOf(userId) >= this.#context.maxConnectionsPerUser) {
+      this.#context.metrics.rejected('user_limit')
+      throw new Disconnect(DisconnectCode.CONNECTION_LIMIT)
+    }
+    if (!this.connection.open || this.#closed) throw new Disconnect(DisconnectCode.CONNECTION_CLOSED)
   }
 
   async #refresh (params: Requests['refresh']): Promise<Result<'refresh'>> {
@@ -325,7 +369,7 @@ export class Session {
       if (typeof channel !== 'string') continue
       const lookup = this.#context.channels.settings.lookup(channel)
       if (!lookup.ok || this.#subscriptions.has(channel)) continue // the token was minted for another configuration
-      const position = recovering[channel]
+      const position = lookup.namespace.recovery ? recovering[channel] : undefined
       const { result } = await this.#start(channel, lookup.namespace, {
         joinLeave: lookup.namespace.forcePushJoinLeave,
         chanInfo: undefined,
@@ -446,6 +490,8 @@ export class Session {
     const subscription = this.#subscriptions.get(params.channel)
     if (subscription === undefined) throw new CommandError(ErrorCode.PERMISSION_DENIED)
     const claims = await this.#verifySubscription(params.token, params.channel)
+    // Ended (closed, expired, unsubscribed) while the token was verified.
+    if (this.#closed || this.#subscriptions.get(params.channel) !== subscription) throw new CommandError(ErrorCode.PERMISSION_DENIED)
     const wheel = this.#context.subscriptionExpiry
     wheel.remove(subscription)
     subscription.expiresAt = this.#subscriptionExpiresAt(claims)
@@ -456,7 +502,7 @@ export class Session {
   async #authorize (namespace: ResolvedNamespace, channel: string): Promise<void> {
     const rule = namespace.subscribe
     if (rule === 'user') return
-    if (rule === 'token' || !(await rule(this.connection, channel))) throw new CommandError(ErrorCode.PERMISSION_DENIED)
+    if (rule === 'token' || !(await this.#hook('subscribe', rule(this.connection, channel)))) throw new CommandError(ErrorCode.PERMISSION_DENIED)
   }
 
   #unsubscribe (channel: string): void {
@@ -478,7 +524,7 @@ export class Session {
     if (subscription === undefined || rule === false) throw new CommandError(ErrorCode.PERMISSION_DENIED)
     const data = params.data ?? null
     if (depthOf(data, MAX_DATA_DEPTH) > MAX_DATA_DEPTH) throw new CommandError(ErrorCode.BAD_REQUEST)
-    if (rule !== true && !(await rule(this.connection, params.channel, data))) throw new CommandError(ErrorCode.PERMISSION_DENIED)
+    if (rule !== true && !(await this.#hook('publish', rule(this.connection, params.channel, data)))) throw new CommandError(ErrorCode.PERMISSION_DENIED)
     try {
       await this.#context.channels.publish(params.channel, subscription.namespace, Buffer.from(JSON.stringify(data)), subscription.info)
     } catch (err) {
