@@ -33,7 +33,7 @@ t.test('a client that asks for replies and does not read them is closed as a slo
   const { port } = new URL(built.sdkUrl)
   socket.connect(Number(port), '127.0.0.1')
   await once(socket, 'connect')
-  socket.write(`GET /connection/websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n`)
+  socket.write('GET /connection/websocket HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n')
   await once(socket, 'data')
   socket.pause() // reads nothing more
   const { clientFrame } = await import('./frames.js')
