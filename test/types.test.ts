@@ -2,7 +2,7 @@
 // line marked as an expected error must stay an error.
 import t from 'tap'
 import Fastify from 'fastify'
-import fanout, { type BackplaneGapPolicy, CloseCode, type DeliveryResult, type DisconnectResult, type FanoutConnection, type FanoutOptions, type InboundBudget, type MessageFrame } from '../lib/index.js'
+import fanout, { type BackplaneGapPolicy, type ChannelDeliveryResult, type ChannelsOptions, type ClientInfo, CloseCode, type DeliveryResult, type DisconnectResult, type FanoutConnection, type FanoutOptions, type HistoryPage, type InboundBudget, type MessageFrame, type NamespaceOptions, type PresenceStats, type StreamPosition } from '../lib/index.js'
 import { SECRET } from './helpers.js'
 
 t.test('the decorator is typed through declaration merging', async (t) => {
@@ -42,4 +42,24 @@ t.test('hardening options and results are typed', async (t) => {
   // @ts-expect-error disconnectUser resolves with a result, not a number
   const count: number = await app.fanout.disconnectUser('nobody')
   t.ok(bad !== undefined && count !== undefined)
+})
+
+t.test('channel options and results are typed', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  const chat: NamespaceOptions = { historySize: 10, historyTtl: 60_000, recovery: true, presence: true, publish: async (connection, channel, data) => connection.userId !== '' && channel !== '' && data !== undefined }
+  const channels: ChannelsOptions = { namespaces: { chat }, maxPerConnection: 10 }
+  await app.register(fanout, { jwt: { secret: SECRET }, centrifuge: { connectTimeout: 5000, onRpc: (connection, method) => ({ user: connection.userId, method }) }, channels })
+  await app.ready()
+  const published: ChannelDeliveryResult = await app.fanout.publish('chat:a', { text: 'hi' })
+  const page: HistoryPage = await app.fanout.history('chat:a', { limit: -1 })
+  const position: StreamPosition = page.position
+  const clients: Record<string, ClientInfo> = await app.fanout.presence('chat:a')
+  const stats: PresenceStats = await app.fanout.presenceStats('chat:a')
+  t.same([published.offset, position.offset, Object.keys(clients).length, stats.numUsers], [1, 1, 0, 0])
+  // @ts-expect-error subscribe takes 'user', 'token' or a function
+  const badRule: NamespaceOptions = { subscribe: 'anyone' }
+  // @ts-expect-error history resolves with a page, not a list
+  const list: unknown[] = await app.fanout.history('chat:a')
+  t.ok(badRule !== undefined && list !== undefined)
 })
