@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap'
 import type { FanoutOptions } from '../lib/index.js'
 import { token, until } from './helpers.js'
-import { buildCentrifuge, restartCentrifuge, sdk, subscribed, subscription } from './centrifuge-helpers.js'
+import { buildCentrifuge, restartCentrifuge, sdk, subscribed } from './centrifuge-helpers.js'
 import { randomPrefix, startRedis } from './redis-helpers.js'
 
 // Channels across instances joined by a real Redis, with the real SDK.
@@ -20,12 +20,8 @@ t.test('a publication on one instance reaches subscribers on another, with its o
   const bob = sdk(t, b!.sdkUrl, { token: token({ sub: 'bob' }) })
   alice.client.connect()
   bob.client.connect()
-  const sa = subscription(alice.client, 'chat:x')
-  const sb = subscription(bob.client, 'chat:x')
-  sa.sub.subscribe()
-  sb.sub.subscribe()
-  await sa.events.next('subscribed')
-  await sb.events.next('subscribed', 0) // from 0: it may have come while waiting for sa's
+  const sa = await subscribed(alice.client, 'chat:x')
+  const sb = await subscribed(bob.client, 'chat:x')
   const received = sb.events.next('publication')
   await sa.sub.publish({ n: 1 })
   const publication = await received
