@@ -116,3 +116,23 @@ t.test('the codec refuses envelopes a protocol could not write: join/leave witho
   t.equal(decodeEnvelope(Buffer.from('{"v":2,"id":"x","ch":"c","o":-3,"e":"e"}\n1')), null)
   t.ok(decodeEnvelope(Buffer.from('{"v":2,"id":"x","ch":"c","o":1,"e":"e"}\n1')))
 })
+
+t.test('a channel SUBSCRIBE that Redis refuses fails the subscribe (temporary) and is sent again, instead of leaving the instance deaf', async (t) => {
+  const redis = await startRedis(t)
+  const prefix = randomPrefix()
+  const inspect = inspector(t, redis.port)
+  // Allowed every channel of the plugin but those of channels: SUBSCRIBE chat:x is refused (NOPERM).
+  await inspect.call('ACL', 'SETUSER', 'app', 'on', '>app-password', '~*', '+@all', 'resetchannels', `&${prefix}all`, `&${prefix}instance:*`, `&${prefix}user:*`)
+  const built = await buildCentrifuge(t, { redis: `redis://app:app-password@127.0.0.1:${redis.port}`, channelPrefix: prefix })
+  const { client } = sdk(t, built.sdkUrl, { token: token() })
+  client.connect()
+  const { sub, events } = subscription(client, 'chat:x')
+  sub.subscribe()
+  const error = await events.next('error')
+  t.equal(error.error.code, 100, 'a temporary error: the SDK tries again')
+  await inspect.call('ACL', 'SETUSER', 'app', 'allchannels')
+  await events.next('subscribed')
+  const received = events.next('publication')
+  await built.app.fanout.publish('chat:x', 'heard')
+  t.equal((await received).data, 'heard', 'the instance receives the channel')
+})
