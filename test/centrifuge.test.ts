@@ -76,7 +76,10 @@ t.test('a token with exp makes the SDK refresh it before it ends; the connection
 t.test('a token not refreshed in time closes with 3005 and the SDK reconnects', async (t) => {
   const built = await buildCentrifuge(t, { jwt: { secret: 'test-secret-that-is-long-enough-for-hs256', verify: { clockTolerance: 0 } }, centrifuge: { refreshGrace: 0 } })
   const { client, events } = sdk(t, built.sdkUrl, {
-    token: token({ sub: 'alice', exp: seconds(1) }),
+    // Two seconds, not one: `exp` is whole seconds, and a token minted late in
+    // a second would have expired before connect (109, then a getToken that
+    // never answers: no connection at all).
+    token: token({ sub: 'alice', exp: seconds(2) }),
     getToken: async () => await new Promise<string>(() => {}) // never answers
   })
   client.connect()
