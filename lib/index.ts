@@ -138,20 +138,8 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
       registry,
       metrics,
       housekeeping,
-      connections: { ...connections, maxPayload: options.centrifuge === false ? options.maxPayload : options.centrifuge.maxPayload },
-      session: {
-        registry,
-        channels,
-        metrics,
-        log: fastify.log,
-        userClaim: options.userClaim,
-        clockTolerance: options.clockTolerance,
-        refreshGrace: options.centrifuge === false ? 0 : options.centrifuge.refreshGrace,
-        maxConnectionsPerUser: options.maxConnectionsPerUser,
-        onRpc: options.centrifuge === false ? undefined : options.centrifuge.onRpc,
-        onSend: options.centrifuge === false ? undefined : options.centrifuge.onSend,
-        hookTimeout: options.centrifuge === false ? 0 : options.centrifuge.hookTimeout
-      },
+      channels,
+      connections,
       nextConnectionId,
       isClosing
     })
@@ -209,6 +197,6 @@ export { SUBPROTOCOL, TOKEN_PROTOCOL_PREFIX } from './auth.js'
 export { closeOnUnreadBody } from './http/unread-body.js'
 export { serializers, logHooks } from './redact.js'
 export { MAX_USER_ID_LENGTH } from './user-id.js'
-export { MAX_DATA_DEPTH } from './http/broadcast-route.js'
+export { MAX_DATA_DEPTH } from './core/data.js'
 export * as errors from './errors.js'
 export type * from './types.js'

@@ -18,10 +18,6 @@ export class Subscription implements ChannelSubscriber {
   readonly connection: Connection
   readonly channel: string
   readonly namespace: ResolvedNamespace
-  /** Whether publications carry offsets this subscription checks. */
-  readonly positioned: boolean
-  /** Whether the client may come back and recover from its position. */
-  readonly recoverable: boolean
   /** Whether join/leave notices go to this subscriber. */
   readonly joinLeave: boolean
   /** Who this subscriber is, in presence, join/leave and its publications. */
@@ -34,16 +30,24 @@ export class Subscription implements ChannelSubscriber {
   #held: Envelope[] | null = []
 
   constructor (connection: Connection, channel: string, namespace: ResolvedNamespace, settings: {
-    positioned: boolean, recoverable: boolean, joinLeave: boolean, info: ClientInfo, expiresAt: number
+    joinLeave: boolean, info: ClientInfo, expiresAt: number
   }) {
     this.connection = connection
     this.channel = channel
     this.namespace = namespace
-    this.positioned = settings.positioned
-    this.recoverable = settings.recoverable
     this.joinLeave = settings.joinLeave
     this.info = settings.info
     this.expiresAt = settings.expiresAt
+  }
+
+  /** Whether publications carry offsets this subscription checks (the namespace's positioning, which needs history). */
+  get positioned (): boolean {
+    return this.namespace.positioning
+  }
+
+  /** Whether the client may come back and recover from its position (implies positioned). */
+  get recoverable (): boolean {
+    return this.namespace.recovery
   }
 
   get position (): StreamPosition {

@@ -3,19 +3,12 @@ import { hasScope, verifyRequest } from '../auth.js'
 import { BackplaneDownError, InvalidBroadcastError, ScopeForbiddenError } from '../errors.js'
 import type { Channels } from '../channels/channels.js'
 import type { ResolvedNamespace } from '../channels/namespaces.js'
-import { serializeData } from '../core/data.js'
+import { depthOf, MAX_DATA_DEPTH, serializeData } from '../core/data.js'
 import type { Fanout } from '../core/fanout.js'
 import type { ChannelDeliveryResult } from '../types.js'
 import type { ResolvedOptions } from '../options.js'
 import { serializers } from '../redact.js'
 import { MAX_USER_ID_LENGTH, MAX_USER_IDS } from '../user-id.js'
-
-/**
- * Deepest nesting of arrays and objects in `data`. JSON.parse takes any
- * depth, but serializing it again for the clients recurses, and a body
- * nested some thousands deep would exhaust the stack.
- */
-export const MAX_DATA_DEPTH = 100
 
 /** Body of `POST /broadcast`. */
 export interface BroadcastBody {
@@ -168,21 +161,4 @@ async function publishToChannels (channels: Channels, body: BroadcastBody): Prom
       return [name, { error: { code: error.code, message: error.message } }]
     }))
   }
-}
-
-/** Nesting depth of a parsed JSON value (a scalar is 0), counted no further than `limit` + 1. */
-export function depthOf (value: unknown, limit: number): number {
-  // Iterative, so that measuring a deep value cannot exhaust the stack either.
-  let deepest = 0
-  const stack: Array<[unknown, number]> = [[value, 0]]
-  while (stack.length > 0) {
-    const [current, depth] = stack.pop() as [unknown, number]
-    if (current === null || typeof current !== 'object') continue
-    if (depth + 1 > deepest) deepest = depth + 1
-    if (deepest > limit) return deepest
-    for (const child of Object.values(current)) {
-      if (child !== null && typeof child === 'object') stack.push([child, depth + 1])
-    }
-  }
-  return deepest
 }

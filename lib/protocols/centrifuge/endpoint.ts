@@ -5,6 +5,7 @@ import { Connection, type ConnectionContext } from '../../core/connection.js'
 import { ExpiryWheel } from '../../core/expiry.js'
 import type { Housekeeping } from '../../core/housekeeping.js'
 import type { Registry } from '../../core/registry.js'
+import type { Channels } from '../../channels/channels.js'
 import type { Subscription } from '../../channels/subscription.js'
 import { OriginForbiddenError, ShuttingDownError, TooManyConnectionsError, UpgradeRequiredError } from '../../errors.js'
 import type { FanoutMetrics } from '../../metrics.js'
@@ -25,9 +26,9 @@ export interface CentrifugeEndpointContext {
   readonly registry: Registry
   readonly metrics: FanoutMetrics
   readonly housekeeping: Housekeeping
+  readonly channels: Channels
   /** Connection settings shared with /ws, without the protocol-specific members. */
-  readonly connections: Omit<ConnectionContext, 'protocol' | 'closes' | 'receive' | 'closed' | 'pingPayload'>
-  readonly session: Omit<SessionContext, 'parser' | 'verify' | 'subscriptionExpiry' | 'pingSeconds'>
+  readonly connections: Omit<ConnectionContext, 'protocol' | 'closes' | 'receive' | 'closed' | 'pingPayload' | 'serverSubscription'>
   readonly nextConnectionId: () => string
   readonly isClosing: () => boolean
 }
@@ -45,7 +46,8 @@ type SessionHolder = Connection & { [kSession]?: Session }
 export function registerCentrifugeEndpoint (scope: FastifyInstance, context: CentrifugeEndpointContext): void {
   const { options, registry, metrics } = context
   if (options.centrifuge === false) return
-  const { path, connectTimeout } = options.centrifuge
+  const settings = options.centrifuge
+  const { path, connectTimeout } = settings
   /** Upgraded connections that have not identified yet, oldest first. */
   const pending = new Set<Connection>()
   const subscriptionExpiry = new ExpiryWheel<Subscription>()
@@ -55,6 +57,7 @@ export function registerCentrifugeEndpoint (scope: FastifyInstance, context: Cen
   const sessionOf = (connection: Connection): Session | undefined => (connection as SessionHolder)[kSession]
   const connectionContext: ConnectionContext = {
     ...context.connections,
+    maxPayload: settings.maxPayload,
     protocol: CENTRIFUGE_PROTOCOL,
     closes: CENTRIFUGE_CLOSES,
     pingPayload: PING_PAYLOAD,
@@ -99,7 +102,17 @@ export function registerCentrifugeEndpoint (scope: FastifyInstance, context: Cen
   function onConnection (socket: WebSocket, request: FastifyRequest): void {
     verify ??= (request as unknown as Record<string, RequestVerifier>)[JWT_VERIFY]
     sessionContext ??= {
-      ...context.session,
+      registry,
+      channels: context.channels,
+      metrics,
+      log: context.connections.log,
+      userClaim: options.userClaim,
+      clockTolerance: options.clockTolerance,
+      refreshGrace: settings.refreshGrace,
+      maxConnectionsPerUser: options.maxConnectionsPerUser,
+      onRpc: settings.onRpc,
+      onSend: settings.onSend,
+      hookTimeout: settings.hookTimeout,
       parser: new CommandParser(),
       verify,
       subscriptionExpiry,

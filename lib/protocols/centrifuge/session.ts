@@ -7,7 +7,7 @@ import type { ClientInfo, StreamPosition } from '../../channels/types.js'
 import type { Connection } from '../../core/connection.js'
 import type { ExpiryWheel } from '../../core/expiry.js'
 import type { Registry } from '../../core/registry.js'
-import { depthOf, MAX_DATA_DEPTH } from '../../http/broadcast-route.js'
+import { depthOf, MAX_DATA_DEPTH } from '../../core/data.js'
 import type { FanoutMetrics } from '../../metrics.js'
 import type { TokenClaims } from '../../types.js'
 import { DisconnectCode, ErrorCode, UnsubscribeCode, type Advice, type ReplyError } from './codes.js'
@@ -170,13 +170,12 @@ export class Session {
       this.#answered = []
       try {
         const { subscription, position } = await this.#start(channel, lookup.namespace, {
-          joinLeave: lookup.namespace.forcePushJoinLeave, chanInfo: undefined, expiresAt: Infinity, recover: undefined, serverSide: true
+          joinLeave: lookup.namespace.forcePushJoinLeave, chanInfo: undefined, expiresAt: Infinity, recover: undefined
         })
         this.#reply(subscribePush(channel, { recoverable: subscription.recoverable, positioned: subscription.positioned, epoch: position?.epoch, offset: position?.offset }))
         this.#goLive()
       } catch (err) {
-        for (const { subscription } of this.#answered) this.#unsubscribe(subscription.channel)
-        this.#answered = []
+        this.#dropAnswered()
         if (err instanceof Disconnect) this.#disconnect(err.advice, err.message)
         else this.#context.log.warn({ err, channel, connectionId: this.connection.id }, 'fanout: server-side subscribe failed')
       }
@@ -201,8 +200,7 @@ export class Session {
       if (result !== undefined) this.#reply(result)
       this.#goLive()
     } catch (err) {
-      for (const { subscription } of this.#answered) this.#unsubscribe(subscription.channel)
-      this.#answered = []
+      this.#dropAnswered()
       if (err instanceof CommandError) {
         this.#context.metrics.commandErrors.inc({ code: err.error.code })
         this.#reply(errorReply(command.id, err.error))
@@ -214,6 +212,12 @@ export class Session {
         else if (command.method !== 'send') this.#reply(errorReply(command.id, ErrorCode.INTERNAL))
       }
     }
+  }
+
+  /** The command that answered these subscriptions failed: they end unanswered. */
+  #dropAnswered (): void {
+    for (const { subscription } of this.#answered) this.#unsubscribe(subscription.channel)
+    this.#answered = []
   }
 
   /** Subscriptions just answered start receiving; what arrived meanwhile follows the reply. */
@@ -357,6 +361,7 @@ export class Session {
     }
   }
 
+  /** When a token's authority ends here: `exp`, the clock tolerance, and the grace a refresh gets. */
   #expiresAt (claims: TokenClaims): number {
     return typeof claims.exp === 'number' ? claims.exp * 1000 + this.#context.clockTolerance + this.#context.refreshGrace : Infinity
   }
@@ -374,8 +379,7 @@ export class Session {
         joinLeave: lookup.namespace.forcePushJoinLeave,
         chanInfo: undefined,
         expiresAt: Infinity,
-        recover: position?.recover === true ? { offset: position.offset ?? 0, epoch: position.epoch ?? '' } : undefined,
-        serverSide: true
+        recover: position?.recover === true ? { offset: position.offset ?? 0, epoch: position.epoch ?? '' } : undefined
       })
       results[channel] = result
     }
@@ -401,14 +405,12 @@ export class Session {
       if (users === undefined) await this.#authorize(namespace, channel)
       else if (!users.includes(this.connection.userId)) throw new CommandError(ErrorCode.PERMISSION_DENIED)
     }
-    const recoverable = namespace.recovery && namespace.history !== undefined
-    const recover = params.recover === true && recoverable ? { offset: params.offset ?? 0, epoch: params.epoch ?? '' } : undefined
+    const recover = params.recover === true && namespace.recovery ? { offset: params.offset ?? 0, epoch: params.epoch ?? '' } : undefined
     const { result, recovered } = await this.#start(channel, namespace, {
       joinLeave: namespace.joinLeave && (namespace.forcePushJoinLeave || params.join_leave === true),
       chanInfo: token?.info,
-      expiresAt: token === undefined ? Infinity : this.#subscriptionExpiresAt(token),
+      expiresAt: token === undefined ? Infinity : this.#expiresAt(token),
       recover,
-      serverSide: false,
       tokenClaims: token
     })
     // flag bit 2: the client would rather fail than go on without what it missed.
@@ -420,9 +422,8 @@ export class Session {
 
   /** Starts a subscription; it goes live when its reply is written (#goLive). */
   async #start (channel: string, namespace: ResolvedNamespace, settings: {
-    joinLeave: boolean, chanInfo: unknown, expiresAt: number, recover: StreamPosition | undefined, serverSide: boolean, tokenClaims?: TokenClaims
+    joinLeave: boolean, chanInfo: unknown, expiresAt: number, recover: StreamPosition | undefined, tokenClaims?: TokenClaims
   }): Promise<{ subscription: Subscription, result: Result<'subscribe'>, recovered: boolean, position: StreamPosition | undefined }> {
-    const positioned = namespace.history !== undefined && (namespace.positioning || namespace.recovery)
     const info: ClientInfo = {
       user: this.connection.userId,
       client: this.connection.id,
@@ -430,8 +431,6 @@ export class Session {
       ...(settings.chanInfo === undefined ? {} : { chan_info: settings.chanInfo })
     }
     const subscription = new Subscription(this.connection, channel, namespace, {
-      positioned,
-      recoverable: namespace.recovery && namespace.history !== undefined,
       joinLeave: settings.joinLeave,
       info,
       expiresAt: settings.expiresAt
@@ -454,7 +453,7 @@ export class Session {
     const result = subscribeResult({
       ...(settings.tokenClaims === undefined ? {} : expiry(settings.tokenClaims)),
       recoverable: subscription.recoverable,
-      positioned,
+      positioned: subscription.positioned,
       epoch: position?.epoch,
       offset: position === undefined ? undefined : outcome.recovered && settings.recover !== undefined ? settings.recover.offset : position.offset,
       was_recovering: settings.recover !== undefined,
@@ -482,10 +481,6 @@ export class Session {
     return claims
   }
 
-  #subscriptionExpiresAt (claims: TokenClaims): number {
-    return typeof claims.exp === 'number' ? claims.exp * 1000 + this.#context.clockTolerance + this.#context.refreshGrace : Infinity
-  }
-
   async #subRefresh (params: Requests['sub_refresh']): Promise<Result<'sub_refresh'>> {
     const subscription = this.#subscriptions.get(params.channel)
     if (subscription === undefined) throw new CommandError(ErrorCode.PERMISSION_DENIED)
@@ -494,7 +489,7 @@ export class Session {
     if (this.#closed || this.#subscriptions.get(params.channel) !== subscription) throw new CommandError(ErrorCode.PERMISSION_DENIED)
     const wheel = this.#context.subscriptionExpiry
     wheel.remove(subscription)
-    subscription.expiresAt = this.#subscriptionExpiresAt(claims)
+    subscription.expiresAt = this.#expiresAt(claims)
     wheel.add(subscription)
     return subRefreshResult(expiry(claims))
   }
