@@ -2,19 +2,13 @@ import { once } from 'node:events'
 import t from 'tap'
 import { WebSocket } from 'ws'
 import { closed, collect, nextMessage, runExample, until } from './helpers.js'
-import { createServer } from 'node:net'
-import { freePort, startRedis } from './redis-helpers.js'
+import { canListen, freePort, startRedis } from './redis-helpers.js'
 
 /** Two ports in a row that were free a moment ago (worker n serves metrics on METRICS_PORT + n). */
 async function freePortPair (): Promise<number> {
   for (let attempt = 0; ; attempt++) {
     const port = await freePort()
-    const next = createServer()
-    const free = await new Promise<boolean>((resolve) => {
-      next.once('error', () => { resolve(false) })
-      next.listen(port + 1, '127.0.0.1', () => { next.close(() => { resolve(true) }) })
-    })
-    if (free || attempt === 20) return port
+    if (await canListen(port + 1) || attempt === 20) return port
   }
 }
 

@@ -8,15 +8,33 @@ import { join } from 'node:path'
 import type { Test } from 'tap'
 import { Cluster, Redis } from 'ioredis'
 
-/** A free TCP port on 127.0.0.1 (the OS picks it). */
-export async function freePort (): Promise<number> {
+// Below Linux's ephemeral range (32768-60999 by default), where the OS picks
+// the local ports of outgoing connections and of listen(0): a port released
+// there can be taken by any test's client socket before the server that was
+// meant for it binds (seen: a cluster example whose workers found their port
+// taken, EADDRINUSE, and restarted until the test timed out).
+const LOW_PORTS = { from: 20_000, to: 32_767 }
+
+/** Whether a server can listen on `port` of 127.0.0.1 right now. */
+export async function canListen (port: number): Promise<boolean> {
   const server = createServer()
-  server.listen(0, '127.0.0.1')
-  await once(server, 'listening')
-  const { port } = server.address() as { port: number }
-  server.close()
-  await once(server, 'close')
-  return port
+  const listening = await new Promise<boolean>((resolve) => {
+    server.once('error', () => { resolve(false) })
+    server.listen(port, '127.0.0.1', () => { resolve(true) })
+  })
+  if (listening) {
+    server.close()
+    await once(server, 'close')
+  }
+  return listening
+}
+
+/** A TCP port on 127.0.0.1 that is free now, for a server a test starts later (or restarts) on a fixed port. */
+export async function freePort (): Promise<number> {
+  for (;;) {
+    const port = LOW_PORTS.from + Math.floor(Math.random() * (LOW_PORTS.to - LOW_PORTS.from + 1))
+    if (await canListen(port)) return port
+  }
 }
 
 /** A redis-server of the test's own, which the test may kill and restart. */
