@@ -114,7 +114,10 @@ export async function startCluster (t: Test): Promise<number[]> {
     await rm(work, { recursive: true, force: true })
   })
   for (const port of ports) {
-    children.push(await spawnRedis(port, ['--cluster-enabled', 'yes', '--cluster-config-file', join(work, `nodes-${port}.conf`), '--dir', work]))
+    // The bus port defaults to port + 10000, which lands in the ephemeral
+    // range; pick it from the low range too (a CI run lost a node to it).
+    const busPort = await freePort()
+    children.push(await spawnRedis(port, ['--cluster-enabled', 'yes', '--cluster-port', String(busPort), '--cluster-config-file', join(work, `nodes-${port}.conf`), '--dir', work]))
   }
   const create = spawn('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], { stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
