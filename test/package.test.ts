@@ -1,6 +1,6 @@
 // The package as adopters get it: packed, checked by publint and
 // @arethetypeswrong/cli, installed from the tarball into a fresh project
-// beside the oldest Fastify 5 the peer range allows, type-checked under
+// beside the oldest release of each peer dependency (Fastify, @fastify/jwt), type-checked under
 // strict TypeScript as ES module and CommonJS apps, and run on the Node.js
 // under test (CI runs this on 20, 22 and 24, so require(esm) is checked on each).
 import { execFile } from 'node:child_process'
@@ -29,6 +29,17 @@ function oldestOf (range: string): string {
   const match = /^\^(\d+\.\d+\.\d+)$/.exec(range)
   if (match === null) throw new Error(`peer range ${range} is not a caret range; teach this test its floor`)
   return match[1]
+}
+
+interface Dependency { version?: string, dependencies?: Record<string, Dependency> }
+
+/** Every version of `name` anywhere in an `npm ls --json` tree. */
+function versionsOf (name: string, tree: Dependency, found = new Set<string>()): Set<string> {
+  for (const [dependency, node] of Object.entries(tree.dependencies ?? {})) {
+    if (dependency === name && node.version !== undefined) found.add(node.version)
+    versionsOf(name, node, found)
+  }
+  return found
 }
 
 async function sh (command: string, args: string[], cwd: string): Promise<string> {
@@ -67,22 +78,15 @@ test('the packed package installs, type-checks and runs in a fresh app', { timeo
   const app = join(work, 'app')
   await sh('mkdir', ['-p', app], work)
   await writeFile(join(app, 'package.json'), JSON.stringify({ name: 'consumer', private: true }))
-  const fastify = `fastify@${oldestOf(manifest.peerDependencies.fastify)}`
-  await sh('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error', tarball, fastify, '@types/node@20'], app)
+  const peers = Object.entries(manifest.peerDependencies).map(([name, range]) => ({ name, version: oldestOf(range) }))
+  await sh('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error', tarball,
+    ...peers.map(({ name, version }) => `${name}@${version}`), '@types/node@20'], app)
 
-  await t.test('the app keeps one copy of Fastify: its own', async (t) => {
-    const tree = JSON.parse(await sh('npm', ['ls', 'fastify', '--all', '--json'], app)) as {
-      dependencies: Record<string, { version: string, dependencies?: Record<string, { version: string }> }>
+  await t.test('the app keeps one copy of each peer: its own, however old', async (t) => {
+    for (const { name, version } of peers) {
+      const tree = JSON.parse(await sh('npm', ['ls', name, '--all', '--json'], app)) as Dependency
+      t.same([...versionsOf(name, tree)], [version], name)
     }
-    const versions = new Set<string>()
-    const walk = (deps: Record<string, { version: string, dependencies?: Record<string, unknown> }> | undefined): void => {
-      for (const [name, dep] of Object.entries(deps ?? {})) {
-        if (name === 'fastify') versions.add(dep.version)
-        walk(dep.dependencies as typeof deps)
-      }
-    }
-    walk(tree.dependencies)
-    t.same([...versions], [oldestOf(manifest.peerDependencies.fastify)])
   })
 
   await t.test('no install-time script runs for the tarball', async (t) => {
@@ -115,7 +119,7 @@ test('the packed package installs, type-checks and runs in a fresh app', { timeo
 
   await t.test('the ES module app runs', async (t) => {
     const output = JSON.parse(await sh(process.execPath, ['out/app.mjs'], app)) as Record<string, unknown>
-    t.same(output, { status: 401, code: 'FST_FANOUT_TOKEN_MISSING', delivered: 0, goingAway: 1001, errorCode: 'FST_FANOUT_INVALID_OPTION' })
+    t.same(output, { status: 401, code: 'FST_FANOUT_TOKEN_MISSING', delivered: 0, goingAway: 1001, errorCode: 'FST_FANOUT_INVALID_OPTION', appToken: 'string' })
   })
 
   await t.test('the CommonJS app runs (require of the ES module)', async (t) => {
