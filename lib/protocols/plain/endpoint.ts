@@ -47,9 +47,13 @@ export function registerEndpoint (scope: FastifyInstance, context: EndpointConte
   const { options, registry, metrics } = context
 
   async function admit (request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    if (!request.ws) throw new UpgradeRequiredError(options.path)
     try {
-      (request as AdmittedRequest)[kIdentity] = await check(request, reply)
+      // Before the upgrade check: once close begins @fastify/websocket stops
+      // taking upgrades, and an upgrade request arrives as a plain GET, which
+      // must not be told to upgrade.
+      if (context.isClosing()) throw new ShuttingDownError()
+      if (!request.ws) throw new UpgradeRequiredError(options.path)
+      ;(request as AdmittedRequest)[kIdentity] = await check(request, reply)
     } catch (err) {
       const reason = REJECT_REASONS[(err as { code?: string }).code ?? '']
       if (reason !== undefined) metrics.rejected(reason)
@@ -59,7 +63,6 @@ export function registerEndpoint (scope: FastifyInstance, context: EndpointConte
 
   // Cheap checks first: a full or closing instance spends no CPU on signatures.
   async function check (request: FastifyRequest, reply: FastifyReply): Promise<Identity> {
-    if (context.isClosing()) throw new ShuttingDownError()
     const origin = request.headers.origin
     // request.host and request.protocol honour `trustProxy` (X-Forwarded-Host/-Proto).
     if (origin !== undefined && !options.origins(origin, request.host, request.protocol)) {
