@@ -11,6 +11,7 @@ import { OriginForbiddenError, ShuttingDownError, TooManyConnectionsError, Upgra
 import type { FanoutMetrics } from '../../metrics.js'
 import type { ResolvedOptions } from '../../options.js'
 import { serializers } from '../../redact.js'
+import { centrifugeEndpointOperation, documented } from '../../http/openapi.js'
 import { DisconnectCode } from './codes.js'
 import { CommandParser } from './commands.js'
 import { CENTRIFUGE_CLOSES, CENTRIFUGE_PROTOCOL, PING_PAYLOAD } from './protocol.js'
@@ -144,6 +145,7 @@ export function registerCentrifugeEndpoint (scope: FastifyInstance, context: Cen
     url: path,
     websocket: true,
     logSerializers: serializers,
+    config: documented(scope.log, centrifugeEndpointOperation),
     onRequest: admit,
     handler: onConnection as unknown as (request: FastifyRequest, reply: FastifyReply) => void
   })

@@ -10,6 +10,7 @@ import {
 import type { FanoutMetrics, RejectReason } from '../../metrics.js'
 import type { ResolvedOptions } from '../../options.js'
 import { serializers } from '../../redact.js'
+import { documented, plainEndpointOperation } from '../../http/openapi.js'
 import type { Registry } from '../../core/registry.js'
 import type { TokenClaims } from '../../types.js'
 
@@ -112,6 +113,7 @@ export function registerEndpoint (scope: FastifyInstance, context: EndpointConte
     url: options.path,
     websocket: true,
     logSerializers: serializers, // tokens in the query string never reach the logs
+    config: documented(scope.log, () => plainEndpointOperation({ maxConnectionsPerUser: options.maxConnectionsPerUser })),
     onRequest: admit,
     handler: onConnection as unknown as (request: FastifyRequest, reply: FastifyReply) => void
   })
