@@ -21,6 +21,9 @@
 // namespace (`news`), which clients may subscribe to but not publish on.
 // Services publish to a channel with POST /broadcast {"channel", "data"}.
 //
+// The HTTP API is described with OpenAPI by @fastify/swagger: the document at
+// /documentation/json, Swagger UI at /documentation.
+//
 // Environment:
 //
 //   PORT             port to listen on (default 3000)
@@ -41,6 +44,8 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import Fastify, { type FastifyReply, type FastifyRequest } from 'fastify'
 import fastifyJwt from '@fastify/jwt'
+import fastifySwagger from '@fastify/swagger'
+import fastifySwaggerUi from '@fastify/swagger-ui'
 import fanout, { logHooks, serializers } from '../lib/index.js'
 import { publicServerOptions } from './http-options.js'
 
@@ -63,6 +68,15 @@ const allowedOrigins = process.env.ALLOWED_ORIGINS?.split(',').map((origin) => o
 // http-options.ts); serializers and logHooks keep tokens out of every log
 // line of the app, 404s and client errors included.
 const app = Fastify({ ...publicServerOptions, logger: { level: process.env.LOG_LEVEL ?? 'info', serializers, hooks: logHooks } })
+
+// OpenAPI: @fastify/swagger documents the routes registered after it, so it
+// comes first. fastify-fanout's routes are tagged; this example's pages are
+// not, and stay out of the document.
+await app.register(fastifySwagger, {
+  openapi: { info: { title: 'fastify-fanout example', description: 'The HTTP API of a fastify-fanout node', version: '0.1.0' } },
+  hideUntagged: true
+})
+await app.register(fastifySwaggerUi, { routePrefix: '/documentation' })
 
 await app.register(fanout, {
   // Pinned: a token signed with any other algorithm is refused.
@@ -153,6 +167,7 @@ if (printBanner) {
   process.stdout.write(`  open ${base}/ in a browser to watch messages arrive\n`)
   process.stdout.write(`  open ${base}/channels?user=alice and ${base}/channels?user=bob for channels (chat:*) through centrifuge-js\n`)
   process.stdout.write(`  WebSocket endpoints ${base.replace('http', 'ws')}/ws and ${base.replace('http', 'ws')}/connection/websocket (Centrifugo's client protocol)\n`)
+  process.stdout.write(`  HTTP API (OpenAPI) ${base}/documentation, the document at ${base}/documentation/json\n`)
   process.stdout.write(`  metrics (internal) http://${metricsListen.host.includes(':') ? `[${metricsListen.host}]` : metricsListen.host}:${metricsListen.port}/metrics${cluster.isWorker ? ', one port per worker from there' : ''}\n`)
 }
 if (development && printBanner) {

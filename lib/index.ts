@@ -88,7 +88,7 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
       if (socket.readyState === WebSocket.OPEN) socket.terminate()
     }
   })
-  if (options.metrics.serve) await fastify.register(fastifyMetrics, metricsPluginOptions(options.metrics))
+  if (options.metrics.serve) await fastify.register(fastifyMetrics, metricsPluginOptions(options.metrics, fastify.log))
   if (options.metrics.listen !== undefined) {
     registerMetricsServer(fastify, options.metrics.registry, { ...options.metrics.listen, path: options.metrics.endpoint })
   }
@@ -195,6 +195,7 @@ export { plugin as fanout }
 export { CloseCode } from './core/close-codes.js'
 export { SUBPROTOCOL, TOKEN_PROTOCOL_PREFIX } from './auth.js'
 export { closeOnUnreadBody } from './http/unread-body.js'
+export { OPENAPI_SECURITY_SCHEME } from './http/openapi.js'
 export { serializers, logHooks } from './redact.js'
 export { MAX_USER_ID_LENGTH } from './user-id.js'
 export { MAX_DATA_DEPTH } from './core/data.js'

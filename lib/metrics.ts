@@ -1,8 +1,10 @@
+import type { FastifyBaseLogger, RouteOptions } from 'fastify'
 import type { IMetricsPluginOptions } from 'fastify-metrics'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import { CloseCode } from './core/close-codes.js'
 import { DisconnectCode } from './protocols/centrifuge/codes.js'
 import type { ResolvedOptions } from './options.js'
+import { documented, metricsOperation } from './http/openapi.js'
 
 /** Why a connection attempt was refused before the upgrade. */
 export type RejectReason =
@@ -120,7 +122,7 @@ function closeCodeLabel (code: number): string {
 }
 
 /** fastify-metrics options that put everything on the instance's registry. */
-export function metricsPluginOptions (metrics: ResolvedOptions['metrics']): Partial<IMetricsPluginOptions> {
+export function metricsPluginOptions (metrics: ResolvedOptions['metrics'], log: FastifyBaseLogger): Partial<IMetricsPluginOptions> {
   const { registry, fastifyMetrics: extra } = metrics
   const overrides = extra.routeMetrics?.overrides
   // Everything goes to the instance's own registry, never prom-client's global
@@ -128,7 +130,7 @@ export function metricsPluginOptions (metrics: ResolvedOptions['metrics']): Part
   return {
     ...extra,
     // With an internal listener the app's port serves no metrics at all.
-    endpoint: metrics.listen === undefined ? metrics.endpoint : null,
+    endpoint: metrics.listen === undefined ? metricsRoute(metrics.endpoint, log) : null,
     defaultMetrics: { enabled: true, ...extra.defaultMetrics, register: registry },
     routeMetrics: {
       enabled: true,
@@ -140,4 +142,20 @@ export function metricsPluginOptions (metrics: ResolvedOptions['metrics']): Part
       }
     }
   }
+}
+
+/**
+ * The route fastify-metrics adds, as it adds it for a path (`logLevel`,
+ * no HEAD route), with its documentation for @fastify/swagger.
+ */
+function metricsRoute (url: string, log: FastifyBaseLogger): RouteOptions {
+  // fastify-metrics sets `method` and `handler` on the object it is given.
+  const route: Omit<RouteOptions, 'handler'> = {
+    method: 'GET',
+    url,
+    logLevel: 'fatal',
+    exposeHeadRoute: false,
+    config: documented(log, metricsOperation)
+  }
+  return route as RouteOptions
 }

@@ -1,4 +1,5 @@
 import { once } from 'node:events'
+import SwaggerParser from '@apidevtools/swagger-parser'
 import { request } from 'node:http'
 import t, { type Test } from 'tap'
 import { WebSocket } from 'ws'
@@ -124,6 +125,33 @@ t.test('the example serves metrics on its internal port only', async (t) => {
   t.match(await internal.text(), /fanout_connections 0/)
   const ready = await fetch(`${base}/fanout/ready`)
   t.same(await ready.json(), { ready: true, backplane: 'up' }, 'readiness stays on the public port and tells no counts')
+})
+
+t.test('the example serves its HTTP API\'s OpenAPI document at /documentation/json and Swagger UI at /documentation', async (t) => {
+  const metricsPort = await freePort()
+  const { base, output } = await runExample(t, '../example/server.ts', { PORT: '0', METRICS_PORT: String(metricsPort) })
+  t.match(output, `HTTP API (OpenAPI) ${base}/documentation`, 'the banner says where')
+
+  const response = await fetch(`${base}/documentation/json`)
+  t.equal(response.status, 200)
+  const doc = await response.json() as { openapi: string, paths: Record<string, Record<string, { security?: unknown[] }>> }
+  await t.resolves(SwaggerParser.validate(structuredClone(doc) as never), 'a valid OpenAPI document')
+  t.same(Object.keys(doc.paths).sort(), ['/broadcast', '/connection/websocket', '/fanout/ready', '/ws'],
+    'fastify-fanout\'s routes; not the example\'s pages (untagged), nor /metrics (on the internal port)')
+  t.same(doc.paths['/broadcast']?.post?.security, [{ fanoutBearer: [] }])
+
+  const ui = await fetch(`${base}/documentation`)
+  t.equal(ui.status, 200)
+  t.match(ui.headers.get('content-type'), /^text\/html/)
+  const html = await ui.text()
+  t.match(html, /swagger-ui/i, 'Swagger UI\'s page')
+  const assets = [...html.matchAll(/(?:src|href)="([^"]+\.(?:js|css))"/g)].map((match) => match[1] as string)
+  t.ok(assets.length > 0, `the page loads its scripts and styles (${assets.join(', ')})`)
+  for (const asset of assets) {
+    const served = await fetch(new URL(asset, `${base}/documentation`)) // as the browser resolves it from the page
+    t.equal(served.status, 200, `${asset} is served`)
+    await served.arrayBuffer()
+  }
 })
 
 t.test('SIGTERM to `npm start` reaches the server: clients get 1001 and it exits by itself', async (t) => {

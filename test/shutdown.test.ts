@@ -41,6 +41,23 @@ t.test('while closing, new upgrades are refused with 503; a client that never an
   t.equal(app.fanout.size, 0)
 })
 
+t.test('with return503OnClosing off, upgrades during shutdown get 503 FST_FANOUT_SHUTTING_DOWN on both endpoints, not 426', async (t) => {
+  // @fastify/websocket stops taking upgrades once close begins: the upgrade
+  // request then reaches the route as a plain GET, which must not be told to upgrade.
+  const { app, url, wsUrl } = await build(t, { closeTimeout: 2000, centrifuge: true }, { return503OnClosing: false })
+  const stuck = await connect(t, wsUrl)
+  tcp(stuck).pause()
+  const closing = app.close()
+  await until(() => app.websocketServer.clients.values().next().value?.readyState === 2, 'the closing handshake to start')
+  for (const endpoint of [`${wsUrl}?token=${token()}`, `${url.replace('http', 'ws')}/connection/websocket`]) {
+    const refused = await rejectedUpgrade(endpoint)
+    t.equal(refused.status, 503, endpoint)
+    t.equal(refused.body.code, 'FST_FANOUT_SHUTTING_DOWN')
+  }
+  stuck.terminate()
+  await closing
+})
+
 t.test('close with no clients is immediate', async (t) => {
   const { app } = await build(t)
   const started = Date.now()

@@ -8,6 +8,7 @@ import type { Fanout } from '../core/fanout.js'
 import type { ChannelDeliveryResult } from '../types.js'
 import type { ResolvedOptions } from '../options.js'
 import { serializers } from '../redact.js'
+import { broadcastOperation, documented } from './openapi.js'
 import { MAX_USER_ID_LENGTH, MAX_USER_IDS } from '../user-id.js'
 
 /** Body of `POST /broadcast`. */
@@ -98,6 +99,14 @@ export function registerBroadcastRoute (scope: FastifyInstance, options: Resolve
     logSerializers: serializers, // a token sent in the query string by mistake stays out of the logs
     onRequest: authorize,
     schema: { body: broadcastBodySchema, response: { 202: { anyOf: [channelsResultSchema, resultSchema] } } }, // 503 bodies go out as built
+    config: documented(scope.log, () => broadcastOperation({
+      scopeClaim: options.scopeClaim,
+      scope: options.broadcastScope,
+      bodyLimit: options.bodyLimit,
+      maxDataDepth: MAX_DATA_DEPTH,
+      body: broadcastBodySchema,
+      result: resultSchema
+    })),
     attachValidation: true,
     async handler (request, reply) {
       if (request.validationError !== undefined) {

@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify'
 import { serializers } from '../redact.js'
+import { documented, readinessOperation } from './openapi.js'
 
 export interface ReadinessState {
   closing: boolean
@@ -14,7 +15,7 @@ export interface ReadinessState {
  * and counts belong in metrics.
  */
 export function registerReadinessRoute (scope: FastifyInstance, path: string, read: () => ReadinessState): void {
-  scope.get(path, { logLevel: 'warn', logSerializers: serializers }, async (_request, reply) => {
+  scope.get(path, { logLevel: 'warn', logSerializers: serializers, config: documented(scope.log, readinessOperation) }, async (_request, reply) => {
     const { closing, backplaneUp } = read()
     const ready = !closing && backplaneUp
     const reason = closing ? 'shutting down' : backplaneUp ? undefined : 'Redis unreachable: messages reach this instance only'

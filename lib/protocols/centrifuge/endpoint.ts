@@ -11,6 +11,7 @@ import { OriginForbiddenError, ShuttingDownError, TooManyConnectionsError, Upgra
 import type { FanoutMetrics } from '../../metrics.js'
 import type { ResolvedOptions } from '../../options.js'
 import { serializers } from '../../redact.js'
+import { centrifugeEndpointOperation, documented } from '../../http/openapi.js'
 import { DisconnectCode } from './codes.js'
 import { CommandParser } from './commands.js'
 import { CENTRIFUGE_CLOSES, CENTRIFUGE_PROTOCOL, PING_PAYLOAD } from './protocol.js'
@@ -84,9 +85,14 @@ export function registerCentrifugeEndpoint (scope: FastifyInstance, context: Cen
   })
 
   async function admit (request: FastifyRequest): Promise<void> {
+    // Shutdown first: once close begins @fastify/websocket stops taking
+    // upgrades, and an upgrade request arrives as a plain GET.
+    if (context.isClosing()) {
+      metrics.rejected('shutting_down')
+      throw new ShuttingDownError()
+    }
     if (!request.ws) throw new UpgradeRequiredError(path)
     try {
-      if (context.isClosing()) throw new ShuttingDownError()
       const origin = request.headers.origin
       if (origin !== undefined && !options.origins(origin, request.host, request.protocol)) {
         throw new OriginForbiddenError(JSON.stringify(origin.slice(0, 200)))
@@ -94,7 +100,7 @@ export function registerCentrifugeEndpoint (scope: FastifyInstance, context: Cen
       if (registry.size + pending.size >= options.maxConnections) throw new TooManyConnectionsError()
     } catch (err) {
       const code = (err as { code?: string }).code
-      metrics.rejected(code === 'FST_FANOUT_ORIGIN_FORBIDDEN' ? 'origin' : code === 'FST_FANOUT_SHUTTING_DOWN' ? 'shutting_down' : 'instance_limit')
+      metrics.rejected(code === 'FST_FANOUT_ORIGIN_FORBIDDEN' ? 'origin' : 'instance_limit')
       throw err
     }
   }
@@ -139,6 +145,7 @@ export function registerCentrifugeEndpoint (scope: FastifyInstance, context: Cen
     url: path,
     websocket: true,
     logSerializers: serializers,
+    config: documented(scope.log, centrifugeEndpointOperation),
     onRequest: admit,
     handler: onConnection as unknown as (request: FastifyRequest, reply: FastifyReply) => void
   })

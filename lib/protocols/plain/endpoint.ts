@@ -10,6 +10,7 @@ import {
 import type { FanoutMetrics, RejectReason } from '../../metrics.js'
 import type { ResolvedOptions } from '../../options.js'
 import { serializers } from '../../redact.js'
+import { documented, plainEndpointOperation } from '../../http/openapi.js'
 import type { Registry } from '../../core/registry.js'
 import type { TokenClaims } from '../../types.js'
 
@@ -47,9 +48,13 @@ export function registerEndpoint (scope: FastifyInstance, context: EndpointConte
   const { options, registry, metrics } = context
 
   async function admit (request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    if (!request.ws) throw new UpgradeRequiredError(options.path)
     try {
-      (request as AdmittedRequest)[kIdentity] = await check(request, reply)
+      // Before the upgrade check: once close begins @fastify/websocket stops
+      // taking upgrades, and an upgrade request arrives as a plain GET, which
+      // must not be told to upgrade.
+      if (context.isClosing()) throw new ShuttingDownError()
+      if (!request.ws) throw new UpgradeRequiredError(options.path)
+      ;(request as AdmittedRequest)[kIdentity] = await check(request, reply)
     } catch (err) {
       const reason = REJECT_REASONS[(err as { code?: string }).code ?? '']
       if (reason !== undefined) metrics.rejected(reason)
@@ -59,7 +64,6 @@ export function registerEndpoint (scope: FastifyInstance, context: EndpointConte
 
   // Cheap checks first: a full or closing instance spends no CPU on signatures.
   async function check (request: FastifyRequest, reply: FastifyReply): Promise<Identity> {
-    if (context.isClosing()) throw new ShuttingDownError()
     const origin = request.headers.origin
     // request.host and request.protocol honour `trustProxy` (X-Forwarded-Host/-Proto).
     if (origin !== undefined && !options.origins(origin, request.host, request.protocol)) {
@@ -109,6 +113,7 @@ export function registerEndpoint (scope: FastifyInstance, context: EndpointConte
     url: options.path,
     websocket: true,
     logSerializers: serializers, // tokens in the query string never reach the logs
+    config: documented(scope.log, () => plainEndpointOperation({ maxConnectionsPerUser: options.maxConnectionsPerUser })),
     onRequest: admit,
     handler: onConnection as unknown as (request: FastifyRequest, reply: FastifyReply) => void
   })
