@@ -80,7 +80,7 @@ t.test('channels and info ask every instance; an instance that does not answer f
   // Something that hears the questions but never answers (a hung instance).
   const silent = new Redis(redis.url)
   t.teardown(() => { silent.disconnect() })
-  await silent.subscribe(prefix + 'survey')
+  await silent.subscribe(prefix + 'all')
   const started = Date.now()
   const timedOut = await post(a.url, 'channels', {})
   t.equal(timedOut.error?.code, 100)

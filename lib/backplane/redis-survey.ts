@@ -4,12 +4,14 @@ import { SurveyFailedError } from '../errors.js'
 import type { FanoutMetrics } from '../metrics.js'
 import type { SurveyQuestion, SurveyResponder } from './types.js'
 
-// A survey over Redis Pub/Sub. The question goes out on the survey channel,
-// to which every instance subscribes, and PUBLISH answers with how many
-// subscribers received it: the number of instances. Each answers on the
-// asker's reply channel, and the asker waits for that many answers.
-//   question  {"id":"<asker>.<n>","from":"<asker>","q":{"kind":"channels"}}
-//   answer    {"id":"<asker>.<n>","a":<any JSON>}
+// A survey over Redis Pub/Sub, on the channels every instance holds anyway
+// (so a Redis ACL that grants the plugin its channels needs nothing more).
+// The question goes out on the everyone-channel, and PUBLISH answers with
+// how many subscribers received it: the number of instances. Each answers
+// on the asker's instance channel, and the asker waits for that many answers.
+// Envelopes start with `{"v":`; survey messages with their own member:
+//   question  {"survey":{"id":"<asker>.<n>","from":"<asker>","q":{"kind":"channels"}}}
+//   answer    {"answer":{"id":"<asker>.<n>","a":<any JSON>}}
 
 interface Pending {
   readonly answers: unknown[]
@@ -22,7 +24,10 @@ interface Pending {
 export interface RedisSurveysOptions {
   readonly publisher: Redis | Cluster
   readonly sharded: boolean
-  readonly prefix: string
+  /** The everyone-channel: questions go out there. */
+  readonly allChannel: string
+  /** An instance's own channel: its answers come there. */
+  readonly instanceChannel: (instanceId: string) => string
   readonly instanceId: string
   readonly metrics: FanoutMetrics
   readonly log: FastifyBaseLogger
@@ -30,13 +35,10 @@ export interface RedisSurveysOptions {
   readonly up: () => boolean
 }
 
+const QUESTION = Buffer.from('{"survey":')
+const ANSWER = Buffer.from('{"answer":')
+
 export class RedisSurveys {
-  /** The channel every instance hears questions on. */
-  readonly questions: string
-  /** This instance's channel for answers. */
-  readonly answers: string
-  readonly #questionsName: Buffer
-  readonly #answersName: Buffer
   readonly #options: RedisSurveysOptions
   readonly #pending = new Map<string, Pending>()
   #respond: SurveyResponder | undefined
@@ -44,23 +46,21 @@ export class RedisSurveys {
 
   constructor (options: RedisSurveysOptions) {
     this.#options = options
-    this.questions = options.prefix + 'survey'
-    this.answers = this.#answersOf(options.instanceId)
-    this.#questionsName = Buffer.from(this.questions)
-    this.#answersName = Buffer.from(this.answers)
   }
 
   start (respond: SurveyResponder): void {
     this.#respond = respond
   }
 
-  /** Handles a message of a survey channel; false for any other channel's (an envelope). */
-  receive (channel: Buffer, message: Buffer): boolean {
-    if (channel.equals(this.#questionsName)) {
+  /** Handles a survey's question or answer; false for anything else (an envelope). */
+  receive (message: Buffer): boolean {
+    // An envelope's third byte is the `v` of `{"v":`: one comparison on the hot path.
+    if (message[2] === 0x76) return false
+    if (startsWith(message, QUESTION)) {
       this.#answer(message)
       return true
     }
-    if (channel.equals(this.#answersName)) {
+    if (startsWith(message, ANSWER)) {
       this.#collect(message)
       return true
     }
@@ -71,7 +71,7 @@ export class RedisSurveys {
     const { instanceId, publisher, sharded } = this.#options
     if (!this.#options.up()) throw new SurveyFailedError('Redis is unreachable')
     const id = `${instanceId}.${++this.#sequence}`
-    const request = JSON.stringify({ id, from: instanceId, q: question })
+    const request = JSON.stringify({ survey: { id, from: instanceId, q: question } })
     return await new Promise<unknown[]>((resolve, reject) => {
       const pending: Pending = {
         answers: [],
@@ -88,7 +88,8 @@ export class RedisSurveys {
         }
       }
       this.#pending.set(id, pending)
-      const published = sharded ? publisher.spublish(this.questions, request) : publisher.publish(this.questions, request)
+      const channel = this.#options.allChannel
+      const published = sharded ? publisher.spublish(channel, request) : publisher.publish(channel, request)
       published.then((count) => {
         pending.expected = Number(count)
         this.#check(pending)
@@ -110,7 +111,7 @@ export class RedisSurveys {
   }
 
   #answer (message: Buffer): void {
-    const request = parse(message)
+    const request = (parse(message) as { survey?: unknown } | null)?.survey
     const respond = this.#respond
     if (!isQuestion(request) || respond === undefined) {
       if (respond !== undefined) this.#options.metrics.backplaneInvalid.inc()
@@ -118,14 +119,14 @@ export class RedisSurveys {
     }
     let answer: string
     try {
-      answer = JSON.stringify({ id: request.id, a: respond(request.q) })
+      answer = JSON.stringify({ answer: { id: request.id, a: respond(request.q) } })
     } catch (err) {
       // Unanswered, the asker times out and says so; the cause is logged here.
       this.#options.log.error({ err }, 'fanout: could not answer a survey')
       return
     }
     const { publisher, sharded } = this.#options
-    const channel = this.#answersOf(request.from)
+    const channel = this.#options.instanceChannel(request.from)
     const sent = sharded ? publisher.spublish(channel, answer) : publisher.publish(channel, answer)
     sent.catch((err: Error) => {
       this.#options.metrics.backplaneErrors.inc({ operation: 'survey' })
@@ -134,8 +135,8 @@ export class RedisSurveys {
   }
 
   #collect (message: Buffer): void {
-    const reply = parse(message) as { id?: unknown, a?: unknown } | null
-    if (reply === null || typeof reply !== 'object' || typeof reply.id !== 'string' || !('a' in reply)) {
+    const reply = (parse(message) as { answer?: { id?: unknown, a?: unknown } } | null)?.answer
+    if (reply === undefined || reply === null || typeof reply !== 'object' || typeof reply.id !== 'string' || !('a' in reply)) {
       this.#options.metrics.backplaneInvalid.inc()
       return
     }
@@ -144,10 +145,10 @@ export class RedisSurveys {
     pending.answers.push(reply.a)
     this.#check(pending)
   }
+}
 
-  #answersOf (instanceId: string): string {
-    return this.#options.prefix + 'survey-answers:' + instanceId
-  }
+function startsWith (message: Buffer, start: Buffer): boolean {
+  return message.length > start.length && message.compare(start, 0, start.length, 0, start.length) === 0
 }
 
 function parse (message: Buffer): unknown {
@@ -159,7 +160,7 @@ function parse (message: Buffer): unknown {
 }
 
 function isQuestion (value: unknown): value is { id: string, from: string, q: SurveyQuestion } {
-  if (value === null || typeof value !== 'object') return false
+  if (value === undefined || value === null || typeof value !== 'object') return false
   const { id, from, q } = value as Record<string, unknown>
   if (typeof id !== 'string' || typeof from !== 'string' || q === null || typeof q !== 'object') return false
   const { kind, pattern } = q as Record<string, unknown>

@@ -80,7 +80,8 @@ export class RedisBackplane implements Backplane {
     this.#surveys = new RedisSurveys({
       publisher: options.client,
       sharded: this.#sharded,
-      prefix: options.prefix,
+      allChannel: this.#allChannel,
+      instanceChannel: (instanceId) => options.prefix + 'instance:' + instanceId,
       instanceId: options.instanceId,
       metrics: options.metrics,
       log: options.log,
@@ -100,8 +101,8 @@ export class RedisBackplane implements Backplane {
       ? (this.#publisher as Cluster).duplicate(undefined, { shardedSubscribers: true })
       : (this.#publisher as Redis).duplicate({ enableOfflineQueue: true, autoResubscribe: true, commandTimeout: undefined })
     this.#subscriber = subscriber
-    const receive = (channel: Buffer, message: Buffer): void => {
-      if (!this.#surveys.receive(channel, message)) this.#receive(message)
+    const receive = (_channel: Buffer, message: Buffer): void => {
+      if (!this.#surveys.receive(message)) this.#receive(message)
     }
     subscriber.on('messageBuffer', receive)
     subscriber.on('smessageBuffer', receive)
@@ -118,8 +119,6 @@ export class RedisBackplane implements Backplane {
 
     await this.#subscribe(this.#allChannel)
     await this.#subscribe(this.#instanceChannel)
-    await this.#subscribe(this.#surveys.questions)
-    await this.#subscribe(this.#surveys.answers)
     this.#started = true
     this.#listening = subscriber.status === 'ready'
     this.#refreshState()
