@@ -19,7 +19,9 @@
 //
 // Other channels are refused (102 unknown channel) except those without a
 // namespace (`news`), which clients may subscribe to but not publish on.
-// Services publish to a channel with POST /broadcast {"channel", "data"}.
+// Services publish to a channel with POST /broadcast {"channel", "data"},
+// or, with API_KEY set, with Centrifugo's HTTP server API (POST /api/publish
+// and the other methods) and its libraries (cent.js, cent, gocent).
 //
 // The HTTP API is described with OpenAPI by @fastify/swagger: the document at
 // /documentation/json, Swagger UI at /documentation.
@@ -37,6 +39,8 @@
 //   METRICS_PORT     internal port serving /metrics (default 9091; under
 //                    example/cluster.ts worker n uses METRICS_PORT + n)
 //   METRICS_HOST     address of the metrics port (default 127.0.0.1)
+//   API_KEY          serve Centrifugo's HTTP server API under /api, for this
+//                    key in X-API-Key (default: not served)
 import cluster from 'node:cluster'
 import { randomBytes } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
@@ -62,6 +66,7 @@ const workerIndex = Number(process.env.FANOUT_WORKER_INDEX ?? 0)
 const metricsListen = { port: Number(process.env.METRICS_PORT ?? 9091) + workerIndex, host: process.env.METRICS_HOST ?? '127.0.0.1' }
 // One banner per machine: in a cluster only the first worker prints it.
 const printBanner = !cluster.isWorker || workerIndex === 0
+const apiKey = process.env.API_KEY !== undefined && process.env.API_KEY !== '' ? process.env.API_KEY : undefined
 const allowedOrigins = process.env.ALLOWED_ORIGINS?.split(',').map((origin) => origin.trim()).filter((origin) => origin !== '')
 
 // Header, request and keep-alive deadlines for a server on the internet (see
@@ -85,6 +90,7 @@ await app.register(fanout, {
   redis,
   metrics: { listen: metricsListen },
   centrifuge: true,
+  serverApi: apiKey === undefined ? false : { key: apiKey },
   channels: {
     namespaces: {
       chat: { historySize: 100, historyTtl: 300_000, recovery: true, presence: true, joinLeave: true, publish: true }
@@ -168,6 +174,7 @@ if (printBanner) {
   process.stdout.write(`  open ${base}/channels?user=alice and ${base}/channels?user=bob for channels (chat:*) through centrifuge-js\n`)
   process.stdout.write(`  WebSocket endpoints ${base.replace('http', 'ws')}/ws and ${base.replace('http', 'ws')}/connection/websocket (Centrifugo's client protocol)\n`)
   process.stdout.write(`  HTTP API (OpenAPI) ${base}/documentation, the document at ${base}/documentation/json\n`)
+  if (apiKey !== undefined) process.stdout.write(`  server API ${base}/api/<method> (Centrifugo's; key from API_KEY in X-API-Key)\n`)
   process.stdout.write(`  metrics (internal) http://${metricsListen.host.includes(':') ? `[${metricsListen.host}]` : metricsListen.host}:${metricsListen.port}/metrics${cluster.isWorker ? ', one port per worker from there' : ''}\n`)
 }
 if (development && printBanner) {

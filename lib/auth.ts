@@ -1,5 +1,5 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { TokenExpiredError, TokenInvalidError, TokenMissingError } from './errors.js'
+import { ScopeForbiddenError, TokenExpiredError, TokenInvalidError, TokenMissingError } from './errors.js'
 import type { TokenClaims } from './types.js'
 import { userIdProblem } from './user-id.js'
 
@@ -58,6 +58,12 @@ export function extractToken (request: FastifyRequest): string | undefined {
     }
   }
   return undefined
+}
+
+/** Whether the request's Authorization header uses the Bearer scheme (well-formed or not). */
+export function hasBearerScheme (request: FastifyRequest): boolean {
+  const authorization = request.headers.authorization
+  return authorization !== undefined && BEARER_SCHEME.test(authorization)
 }
 
 // A Bearer header the client meant but got wrong: its mistake is named, and
@@ -214,6 +220,20 @@ export function userIdOf (claims: TokenClaims, claim: string): { userId: string 
   const problem = userIdProblem(value)
   if (problem !== undefined) return { problem: `the \`${claim}\` claim ${problem}` }
   return { userId: value as string }
+}
+
+/**
+ * Verifies a service's request (`POST /broadcast`, the server API): its
+ * token as verifyRequest does, then `scope` in `scopeClaim`, or a 403
+ * FST_FANOUT_SCOPE_FORBIDDEN with the `insufficient_scope` challenge.
+ */
+export async function verifyServiceRequest (request: FastifyRequest, reply: FastifyReply, scopeClaim: string, scope: string): Promise<TokenClaims> {
+  const claims = await verifyRequest(request, reply)
+  if (!hasScope(claims, scopeClaim, scope)) {
+    reply.header('www-authenticate', `Bearer error="insufficient_scope", scope="${scope}"`)
+    throw new ScopeForbiddenError(scope)
+  }
+  return claims
 }
 
 /** Whether the token grants `scope`: a space-separated string (OAuth 2) or an array of names. */

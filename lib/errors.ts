@@ -54,6 +54,21 @@ export const InvalidBroadcastError = createError<[string]>(
   'FST_FANOUT_INVALID_BROADCAST', 'Invalid broadcast: %s', 400, Error, NO_STACK
 )
 
+// Centrifugo's HTTP server API (serverApi). Refusals of the method itself
+// (unknown channel, bad values) are answered in Centrifugo's own
+// `{"error":{"code","message"}}` form with HTTP 200, as Centrifugo does.
+export const ApiCredentialsMissingError = createError<[string]>(
+  'FST_FANOUT_API_CREDENTIALS_MISSING',
+  'No credentials: send the API key in `X-API-Key: <key>` (or `Authorization: apikey <key>`), or `Authorization: Bearer <jwt>` with the `%s` scope',
+  401, Error, NO_STACK
+)
+export const ApiKeyInvalidError = createError<[string]>(
+  'FST_FANOUT_API_KEY_INVALID', 'Invalid API key: %s', 401, Error, NO_STACK
+)
+export const InvalidApiRequestError = createError<[string]>(
+  'FST_FANOUT_INVALID_API_REQUEST', 'Invalid server API request: %s', 400, Error, NO_STACK
+)
+
 // Decorator API misuse
 export const InvalidCloseCodeError = createError<[unknown]>(
   'FST_FANOUT_INVALID_CLOSE_CODE',
@@ -79,6 +94,10 @@ export const RedisUnreachableError = createError<[string, string]>(
 export const BackplaneDownError = createError<[number]>(
   'FST_FANOUT_BACKPLANE_DOWN',
   'Redis is unreachable: delivered on this instance only (%d connections), not to other instances', 503, Error, NO_STACK
+)
+
+export const SurveyFailedError = createError<[string]>(
+  'FST_FANOUT_SURVEY_FAILED', 'Could not ask every instance: %s', 503, Error, NO_STACK
 )
 
 export const HistoryUnavailableError = createError<[string, { cause: unknown }?]>(

@@ -10,6 +10,8 @@ import { MemoryBackplane } from './backplane/memory.js'
 import { registerRedisBackplane } from './backplane/redis.js'
 import type { Backplane } from './backplane/types.js'
 import { registerBroadcastRoute } from './http/broadcast-route.js'
+import { answerSurvey } from './http/server-api/methods.js'
+import { registerServerApi } from './http/server-api/routes.js'
 import { createDecorator } from './decorator.js'
 import { registerEndpoint } from './protocols/plain/endpoint.js'
 import { registerCentrifugeEndpoint } from './protocols/centrifuge/endpoint.js'
@@ -46,6 +48,7 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
 
   // base64url without '.', so connection ids (instance id + '.' + counter) split cleanly.
   const instanceId = randomBytes(6).toString('base64url')
+  const startedAt = Date.now()
   // The embedded backplane until a Redis client is ready (during registration).
   let backplane: Backplane = new MemoryBackplane()
   const registry = new Registry({
@@ -144,6 +147,14 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
       isClosing
     })
     if (options.broadcastPath !== false) registerBroadcastRoute(scope, options, engine, channels)
+    await registerServerApi(scope, options, {
+      channels,
+      engine,
+      registry,
+      instanceId,
+      startedAt,
+      survey: async (question, timeout) => await backplane.survey(question, timeout)
+    }, metrics)
     if (options.readinessPath !== false) {
       registerReadinessRoute(scope, options.readinessPath, () => ({ closing, backplaneUp: backplane.up }))
     }
@@ -152,7 +163,7 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
   fastify.addHook('onReady', async () => {
     await backplane.start((envelope) => engine.deliver(envelope), (phase) => {
       if (options.backplaneGap === 'close') closeAll(registry, 'messagesMissed', phase)
-    })
+    }, (question) => answerSurvey({ registry, instanceId, startedAt }, question))
     housekeeping.start()
   })
   fastify.addHook('onClose', async () => {
@@ -199,5 +210,6 @@ export { OPENAPI_SECURITY_SCHEME } from './http/openapi.js'
 export { serializers, logHooks } from './redact.js'
 export { MAX_USER_ID_LENGTH } from './user-id.js'
 export { MAX_DATA_DEPTH } from './core/data.js'
+export { serverApiSecuritySchemes } from './http/server-api/schemas.js'
 export * as errors from './errors.js'
 export type * from './types.js'

@@ -50,6 +50,7 @@ export class FanoutMetrics {
   readonly channelPublications: Counter<'history'>
   readonly recoveries: Counter<'outcome'>
   readonly commandErrors: Counter<'code'>
+  readonly serverApiCalls: Counter<'method' | 'outcome'>
 
   constructor (registry: Registry, read: { connections: () => number, backplaneUp: () => boolean, subscriptions: () => number, channels: () => number }) {
     this.registry = registry
@@ -99,6 +100,12 @@ export class FanoutMetrics {
     this.channelPublications = new Counter({ name: 'fanout_channel_publications_total', help: 'Publications to channels accepted by this instance, by whether the channel keeps history', labelNames: ['history'], registers })
     this.recoveries = new Counter({ name: 'fanout_recoveries_total', help: 'Subscriptions that asked to recover, by outcome (recovered: every missed publication given; not_recovered: none, the client was told)', labelNames: ['outcome'], registers })
     this.commandErrors = new Counter({ name: 'fanout_command_errors_total', help: 'Centrifugo-protocol commands answered with an error, by code', labelNames: ['code'], registers })
+    this.serverApiCalls = new Counter({
+      name: 'fanout_server_api_calls_total',
+      help: 'Calls of the HTTP server API, by method (unknown for a method it does not have) and outcome: ok, the Centrifugo error code answered, or invalid (400) and unauthorized (401/403)',
+      labelNames: ['method', 'outcome'],
+      registers
+    })
   }
 
   rejected (reason: RejectReason): void {

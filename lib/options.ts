@@ -6,8 +6,9 @@ import { InvalidOptionError } from './errors.js'
 import { boolean, integer, knownNames, nonEmptyString, optionObject, routePath } from './option-checks.js'
 import { parseOriginPolicy, type OriginPolicy } from './origin.js'
 import type { RedisSetting } from './backplane/redis.js'
+import { SERVER_API_METHODS } from './http/server-api/methods.js'
 import { resolveChannels, type ResolvedChannels } from './channels/namespaces.js'
-import type { BackplaneGapPolicy, CentrifugeOptions, CompressionOptions, FanoutOptions, InboundBudget, MetricsListenOptions, MetricsOptions, SlowConsumerPolicy } from './types.js'
+import type { BackplaneGapPolicy, CentrifugeOptions, CompressionOptions, FanoutOptions, InboundBudget, MetricsListenOptions, MetricsOptions, ServerApiOptions, SlowConsumerPolicy } from './types.js'
 
 /** Options after defaults and validation: every field present, frozen. */
 export interface ResolvedOptions {
@@ -57,6 +58,12 @@ export interface ResolvedOptions {
     readonly onSend: CentrifugeOptions['onSend']
   }
   readonly channels: ResolvedChannels
+  /** Centrifugo's HTTP server API; false: not served. */
+  readonly serverApi: false | {
+    /** Absent: only Bearer JWTs with the broadcast scope are accepted. */
+    readonly key: string | undefined
+    readonly prefix: string
+  }
 }
 
 export const defaults = {
@@ -95,7 +102,8 @@ export const defaults = {
   // Commands carry publications and tokens: Centrifugo's own default limit.
   centrifugeMaxPayload: 64 * 1024,
   // Below the SDK's 5 s reply timeout, so that the client gets our answer.
-  hookTimeout: 4000
+  hookTimeout: 4000,
+  serverApiPrefix: '/api'
 } as const
 
 // Every top-level option, in one place: any other name is refused at register
@@ -128,7 +136,8 @@ const optionNames: Record<keyof FanoutOptions, true> = {
   readinessPath: true,
   closeOnUnreadBody: true,
   centrifuge: true,
-  channels: true
+  channels: true,
+  serverApi: true
 }
 export const OPTION_NAMES: readonly string[] = Object.freeze(Object.keys(optionNames))
 
@@ -138,6 +147,7 @@ const inboundNames: Record<keyof InboundBudget, true> = { messages: true, bytes:
 const metricsNames: Record<keyof MetricsOptions, true> = { registry: true, serve: true, endpoint: true, listen: true, fastifyMetrics: true }
 const listenNames: Record<keyof MetricsListenOptions, true> = { port: true, host: true }
 const centrifugeNames: Record<keyof CentrifugeOptions, true> = { path: true, connectTimeout: true, refreshGrace: true, maxPayload: true, hookTimeout: true, onRpc: true, onSend: true }
+const serverApiNames: Record<keyof ServerApiOptions, true> = { key: true, prefix: true }
 
 export function resolveOptions (options: FanoutOptions): ResolvedOptions {
   if (options === null || typeof options !== 'object') {
@@ -178,6 +188,16 @@ export function resolveOptions (options: FanoutOptions): ResolvedOptions {
     throw new InvalidOptionError('centrifuge.path', `must differ from \`path\` and \`broadcastPath\` (it is ${centrifugeSettings.path})`)
   }
 
+  const serverApiSettings = serverApi(options.serverApi)
+  if (serverApiSettings !== false) {
+    for (const [name, taken] of [['path', path], ['broadcastPath', broadcastPath], ['centrifuge.path', centrifugeSettings === false ? false : centrifugeSettings.path]] as const) {
+      const method = taken === false ? undefined : SERVER_API_METHODS.find((method) => taken === `${serverApiSettings.prefix}/${method}`)
+      if (method !== undefined) {
+        throw new InvalidOptionError('serverApi.prefix', `puts the API's \`${method}\` method on \`${name}\` (${taken as string}): choose another prefix or path`)
+      }
+    }
+  }
+
   const heartbeatInterval = options.heartbeatInterval ?? defaults.heartbeatInterval
   if (heartbeatInterval !== 0) integer('heartbeatInterval', heartbeatInterval, 10, 2 ** 31 - 1, 'milliseconds (or 0 to turn heartbeats off)')
 
@@ -210,8 +230,26 @@ export function resolveOptions (options: FanoutOptions): ResolvedOptions {
       : routePath('readinessPath', options.readinessPath ?? defaults.readinessPath),
     closeOnUnreadBody: boolean('closeOnUnreadBody', options.closeOnUnreadBody ?? defaults.closeOnUnreadBody),
     centrifuge: centrifugeSettings,
-    channels: resolveChannels(options.channels)
+    channels: resolveChannels(options.channels),
+    serverApi: serverApiSettings
   })
+}
+
+// Visible ASCII: a key travels in a header, and `Authorization: apikey <key>` splits on spaces.
+const API_KEY = /^[\x21-\x7e]+$/
+
+function serverApi (value: FanoutOptions['serverApi']): ResolvedOptions['serverApi'] {
+  if (value === undefined || value === false) return false
+  if (value === true) value = {}
+  optionObject('serverApi', value, serverApiNames, 'must be false, true or { key, prefix } (e.g. `serverApi: { key: process.env.API_KEY }`)')
+  const key = value.key
+  if (key !== undefined && (typeof key !== 'string' || !API_KEY.test(key))) {
+    const got = typeof key === 'string' ? (key === '' ? 'an empty string' : 'a string with spaces or characters outside visible ASCII') : JSON.stringify(key) ?? typeof key
+    throw new InvalidOptionError('serverApi.key', `must be a non-empty string of visible ASCII characters (no spaces), got ${got}; leave it out to accept only Bearer JWTs with the broadcast scope`)
+  }
+  const prefix = routePath('serverApi.prefix', value.prefix ?? defaults.serverApiPrefix)
+  if (prefix.length > 1 && prefix.endsWith('/')) throw new InvalidOptionError('serverApi.prefix', `must not end with '/', got ${JSON.stringify(prefix)}`)
+  return Object.freeze({ key, prefix: prefix === '/' ? '' : prefix })
 }
 
 function centrifuge (value: FanoutOptions['centrifuge']): ResolvedOptions['centrifuge'] {

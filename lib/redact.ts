@@ -8,8 +8,10 @@
 
 const REDACTED = '[redacted]'
 
-// Query parameters that carry bearer tokens: ours and RFC 6750's.
-const TOKEN_PARAMETERS = new Set(['token', 'access_token'])
+// Query parameters that carry bearer tokens: ours and RFC 6750's; and
+// Centrifugo's API key parameter, which the server API refuses but a caller
+// may still send.
+const TOKEN_PARAMETERS = new Set(['token', 'access_token', 'api_key'])
 
 // A JWS compact serialization: a base64url JSON header ("eyJ" is `{"`), then
 // payload and signature. Caught under any name, and in paths.

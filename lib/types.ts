@@ -136,6 +136,26 @@ export interface CentrifugeOptions {
   onSend?: (connection: FanoutConnection, data: unknown) => void | Promise<void>
 }
 
+/**
+ * Centrifugo's HTTP server API (`POST <prefix>/publish`, `/broadcast`,
+ * `/history`...), for services that publish with Centrifugo's API libraries
+ * (cent.js, cent, gocent). Callers authenticate with the API key, or with a
+ * JWT holding `broadcastScope` (as `POST /broadcast` checks it).
+ */
+export interface ServerApiOptions {
+  /**
+   * The API key callers send in `X-API-Key` (or `Authorization: apikey
+   * <key>`). Without it only a Bearer JWT with `broadcastScope` is accepted.
+   * @defaultValue undefined: no key
+   */
+  key?: string
+  /**
+   * Path prefix of the methods: `<prefix>/publish` and so on.
+   * @defaultValue '/api'
+   */
+  prefix?: string
+}
+
 /** Options of `fastify.register(fanout, options)`. */
 export interface FanoutOptions {
   /**
@@ -288,6 +308,12 @@ export interface FanoutOptions {
   centrifuge?: boolean | CentrifugeOptions
   /** Channel namespaces and limits (for the Centrifugo endpoint and `publish`). */
   channels?: ChannelsOptions
+  /**
+   * Serve Centrifugo's HTTP server API: `true` (Bearer JWTs with
+   * `broadcastScope` only) or settings, such as `{ key: process.env.API_KEY }`.
+   * @defaultValue false
+   */
+  serverApi?: boolean | ServerApiOptions
 }
 
 /** Who a broadcast goes to. */

@@ -5,6 +5,7 @@ import t, { type Test } from 'tap'
 import { WebSocket } from 'ws'
 import { closed, collect, nextMessage, runExample, until } from './helpers.js'
 import { freePort } from './redis-helpers.js'
+import { centClient, sdk, subscribed } from './centrifuge-helpers.js'
 
 /** GET or POST with headers fetch() would not let us set (Host). */
 async function get (url: string, headers: Record<string, string>, method = 'GET', body?: string): Promise<{ status: number, body: string }> {
@@ -189,4 +190,22 @@ t.test('the example logs no token, even at trace level, whatever a client sends'
   t.notOk(logged.includes(userToken), 'the user token is in no log line')
   t.notOk(logged.includes(serviceToken), 'the service token is in no log line')
   t.notOk(logged.includes(userToken.split('.')[2] as string), 'nor its signature alone')
+})
+
+t.test('the example serves Centrifugo\'s server API with API_KEY set, and not without it', async (t) => {
+  const key = 'example-api-key-0123456789'
+  const { output, base, userToken } = await runExample(t, '../example/server.ts', { PORT: '0', METRICS_PORT: String(await freePort()), API_KEY: key })
+  t.match(output, `server API ${base}/api/<method>`, 'the banner says where')
+  const { client, events } = sdk(t, `${base.replace('http', 'ws')}/connection/websocket`, { token: userToken })
+  client.connect()
+  const { events: chat } = await subscribed(client, 'chat:lobby')
+  await events.next('connected')
+  const published = await centClient(`${base}/api`, key).publish({ channel: 'chat:lobby', data: { text: 'from a service' } })
+  t.equal(published.offset, 1)
+  t.same((await chat.next('publication')).data, { text: 'from a service' })
+  t.equal((await fetch(`${base}/api/publish`, { method: 'POST', headers: { 'x-api-key': 'wrong' }, body: '{}' })).status, 401)
+
+  const without = await runExample(t, '../example/server.ts', { PORT: '0', METRICS_PORT: String(await freePort()) })
+  t.notMatch(without.output, 'server API')
+  t.equal((await fetch(`${without.base}/api/publish`, { method: 'POST', headers: { 'x-api-key': key }, body: '{}' })).status, 404, 'no API_KEY, no API')
 })

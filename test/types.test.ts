@@ -2,7 +2,7 @@
 // line marked as an expected error must stay an error.
 import t from 'tap'
 import Fastify from 'fastify'
-import fanout, { type BackplaneGapPolicy, type ChannelDeliveryResult, type ChannelsOptions, type ClientInfo, CloseCode, type DeliveryResult, type DisconnectResult, type FanoutConnection, type FanoutOptions, type HistoryPage, type InboundBudget, type MessageFrame, type NamespaceOptions, type PresenceStats, type StreamPosition } from '../lib/index.js'
+import fanout, { type BackplaneGapPolicy, type ChannelDeliveryResult, type ChannelsOptions, type ClientInfo, CloseCode, type DeliveryResult, type DisconnectResult, type FanoutConnection, type FanoutOptions, type HistoryPage, type InboundBudget, type MessageFrame, type NamespaceOptions, type PresenceStats, type ServerApiOptions, type StreamPosition } from '../lib/index.js'
 import { SECRET } from './helpers.js'
 
 t.test('the decorator is typed through declaration merging', async (t) => {
@@ -62,4 +62,18 @@ t.test('channel options and results are typed', async (t) => {
   // @ts-expect-error history resolves with a page, not a list
   const list: unknown[] = await app.fanout.history('chat:a')
   t.ok(badRule !== undefined && list !== undefined)
+})
+
+t.test('the server API option is typed', async (t) => {
+  const app = Fastify()
+  t.teardown(() => app.close())
+  const serverApi: ServerApiOptions = { key: 'a-key', prefix: '/centrifugo' }
+  await app.register(fanout, { jwt: { secret: SECRET }, serverApi, broadcastPath: false })
+  await app.ready()
+  t.equal((await app.inject({ method: 'POST', url: '/centrifugo/info', headers: { 'x-api-key': 'a-key' } })).statusCode, 200)
+  // @ts-expect-error the key is a string
+  const bad: FanoutOptions = { jwt: { secret: SECRET }, serverApi: { key: 42 } }
+  // @ts-expect-error serverApi takes a boolean or settings
+  const wrong: FanoutOptions = { jwt: { secret: SECRET }, serverApi: 'on' }
+  t.ok(bad !== undefined && wrong !== undefined)
 })

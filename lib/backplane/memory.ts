@@ -1,7 +1,7 @@
 import { MemoryHistory } from '../channels/history.js'
 import { MemoryPresence } from '../channels/presence.js'
 import type { HistoryLimits, HistoryPage, HistoryQuery } from '../channels/types.js'
-import type { Backplane, ChannelPublishResult, Deliver, Envelope } from './types.js'
+import type { Backplane, ChannelPublishResult, Deliver, Envelope, SurveyQuestion, SurveyResponder } from './types.js'
 import type { DeliveryResult } from '../types.js'
 
 /**
@@ -11,13 +11,20 @@ import type { DeliveryResult } from '../types.js'
  */
 export class MemoryBackplane implements Backplane {
   #deliver: Deliver | undefined
+  #respond: SurveyResponder | undefined
   readonly up = true
   readonly #history = new MemoryHistory()
   readonly presence = new MemoryPresence()
 
   // One process: nothing is ever missed, so there are no gaps to report.
-  async start (deliver: Deliver): Promise<void> {
+  async start (deliver: Deliver, _onGap: unknown, respond: SurveyResponder): Promise<void> {
     this.#deliver = deliver
+    this.#respond = respond
+  }
+
+  // One process is every instance there is.
+  async survey (question: SurveyQuestion): Promise<unknown[]> {
+    return this.#respond === undefined ? [] : [this.#respond(question)]
   }
 
   async publish (envelope: Envelope): Promise<DeliveryResult> {
@@ -56,5 +63,6 @@ export class MemoryBackplane implements Backplane {
 
   async close (): Promise<void> {
     this.#deliver = undefined
+    this.#respond = undefined
   }
 }

@@ -5,7 +5,8 @@ import { decodeEnvelope, encodeEnvelope, encodeHeader } from './codec.js'
 import { slotTag } from './slot.js'
 import { RedisHistory } from './redis-history.js'
 import { RedisPresence } from './redis-presence.js'
-import type { Backplane, ChannelPublishResult, Deliver, Envelope, GapListener } from './types.js'
+import { RedisSurveys } from './redis-survey.js'
+import type { Backplane, ChannelPublishResult, Deliver, Envelope, GapListener, SurveyQuestion, SurveyResponder } from './types.js'
 import type { HistoryLimits, HistoryPage, HistoryQuery } from '../channels/types.js'
 import type { FanoutMetrics } from '../metrics.js'
 import { RedisUnreachableError } from '../errors.js'
@@ -59,6 +60,7 @@ export class RedisBackplane implements Backplane {
   #up = false
   #closing = false
   readonly #history: RedisHistory
+  readonly #surveys: RedisSurveys
   readonly presence: RedisPresence
   /** Channels watched, each with its SUBSCRIBE's reply (recovery reads history only after it). */
   readonly #channelWatches = new Map<string, Promise<void>>()
@@ -75,20 +77,33 @@ export class RedisBackplane implements Backplane {
     this.#log = options.log
     this.#history = new RedisHistory(options.client, options.prefix)
     this.presence = new RedisPresence(options.client, options.prefix)
+    this.#surveys = new RedisSurveys({
+      publisher: options.client,
+      sharded: this.#sharded,
+      allChannel: this.#allChannel,
+      instanceChannel: (instanceId) => options.prefix + 'instance:' + instanceId,
+      instanceId: options.instanceId,
+      metrics: options.metrics,
+      log: options.log,
+      up: () => this.#up
+    })
   }
 
   get up (): boolean {
     return this.#up
   }
 
-  async start (deliver: Deliver, onGap: GapListener): Promise<void> {
+  async start (deliver: Deliver, onGap: GapListener, respond: SurveyResponder): Promise<void> {
     this.#deliver = deliver
     this.#onGap = onGap
+    this.#surveys.start(respond)
     const subscriber = this.#sharded
       ? (this.#publisher as Cluster).duplicate(undefined, { shardedSubscribers: true })
       : (this.#publisher as Redis).duplicate({ enableOfflineQueue: true, autoResubscribe: true, commandTimeout: undefined })
     this.#subscriber = subscriber
-    const receive = (_channel: Buffer, message: Buffer): void => { this.#receive(message) }
+    const receive = (_channel: Buffer, message: Buffer): void => {
+      if (!this.#surveys.receive(message)) this.#receive(message)
+    }
     subscriber.on('messageBuffer', receive)
     subscriber.on('smessageBuffer', receive)
     subscriber.on('error', (err: Error) => { this.#error('subscriber', err) })
@@ -107,6 +122,10 @@ export class RedisBackplane implements Backplane {
     this.#started = true
     this.#listening = subscriber.status === 'ready'
     this.#refreshState()
+  }
+
+  async survey (question: SurveyQuestion, timeout: number): Promise<unknown[]> {
+    return await this.#surveys.ask(question, timeout)
   }
 
   async publish (envelope: Envelope): Promise<DeliveryResult> {
@@ -215,6 +234,7 @@ export class RedisBackplane implements Backplane {
   async close (): Promise<void> {
     this.#closing = true
     this.#onGap = undefined
+    this.#surveys.close()
     for (const [event, listener] of this.#publisherListeners) this.#publisher.off(event, listener)
     this.#publisherListeners.length = 0
     const subscriber = this.#subscriber

@@ -55,6 +55,14 @@ export type Deliver = (envelope: Envelope) => LocalDelivery
  */
 export type GapListener = (phase: 'lost' | 'restored') => void
 
+/** A question every instance answers about itself (the server API's `channels` and `info`). */
+export type SurveyQuestion =
+  | { readonly kind: 'channels', readonly pattern?: string }
+  | { readonly kind: 'node' }
+
+/** This instance's answer to a survey's question: any JSON value. */
+export type SurveyResponder = (question: SurveyQuestion) => unknown
+
 /**
  * What joins instances. Every instance, the publishing one included, delivers
  * what is published from its subscription, so each connection receives each
@@ -62,8 +70,18 @@ export type GapListener = (phase: 'lost' | 'restored') => void
  * this process; the Redis one joins every instance on a Redis.
  */
 export interface Backplane {
-  /** Starts delivering published envelopes to `deliver`, and reporting gaps to `onGap`. */
-  start: (deliver: Deliver, onGap: GapListener) => Promise<void>
+  /**
+   * Starts delivering published envelopes to `deliver`, reporting gaps to
+   * `onGap`, and answering other instances' surveys with `respond`.
+   */
+  start: (deliver: Deliver, onGap: GapListener, respond: SurveyResponder) => Promise<void>
+  /**
+   * Asks every instance, this one included, and resolves with each one's
+   * answer. Rejects with FST_FANOUT_SURVEY_FAILED when Redis is unreachable
+   * or some instance did not answer within `timeout` ms: an answer from
+   * some instances only would pass for the whole picture.
+   */
+  survey: (question: SurveyQuestion, timeout: number) => Promise<unknown[]>
   /** Publishes an envelope to every instance that holds one of its targets. */
   publish: (envelope: Envelope) => Promise<DeliveryResult>
   /** This instance now holds a connection of `userId`: receive that user's messages. */

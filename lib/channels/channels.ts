@@ -50,14 +50,19 @@ export class Channels {
     this.#nextId = nextId
   }
 
-  /** Publishes JSON `data` to a channel's subscribers on every instance. */
-  async publish (channel: string, namespace: ResolvedNamespace, data: Buffer, info?: ClientInfo): Promise<ChannelDelivery> {
+  /**
+   * Publishes JSON `data` to a channel's subscribers on every instance.
+   * `skipHistory` publishes past the namespace's history: no offset, not
+   * kept, so not recoverable (Centrifugo's `skip_history`).
+   */
+  async publish (channel: string, namespace: ResolvedNamespace, data: Buffer, info?: ClientInfo, skipHistory = false): Promise<ChannelDelivery> {
     const envelope: Envelope = { id: this.#nextId(), data, channel, info }
-    this.#metrics.channelPublications.inc({ history: String(namespace.history !== undefined) })
-    if (namespace.history === undefined) return await this.#backplane().publish(envelope)
+    const history = skipHistory ? undefined : namespace.history
+    this.#metrics.channelPublications.inc({ history: String(history !== undefined) })
+    if (history === undefined) return await this.#backplane().publish(envelope)
     let published
     try {
-      published = await this.#backplane().publishWithHistory(envelope, namespace.history)
+      published = await this.#backplane().publishWithHistory(envelope, history)
     } catch (err) {
       throw new HistoryUnavailableError(JSON.stringify(channel), { cause: err })
     }

@@ -59,14 +59,21 @@ export class Fanout {
     return this.#publish(envelope)
   }
 
-  /** Closes every connection of `userId` on every instance; code 0: each endpoint's own. */
-  disconnect (userId: string, code: number, reason: string): Promise<DeliveryResult> {
-    return this.#publish({ id: this.nextId(), data: EMPTY, users: [userId], disconnect: { code, reason } })
+  /**
+   * Closes every connection of `userId` on every instance (only the one
+   * with id `connectionId`, when given, if it is the user's); code 0: each
+   * endpoint's own.
+   */
+  disconnect (userId: string, code: number, reason: string, connectionId?: string): Promise<DeliveryResult> {
+    return this.#publish({ id: this.nextId(), data: EMPTY, users: [userId], connectionId, disconnect: { code, reason } })
   }
 
-  /** Subscribes every connection of `userId`, on every instance, to `channel` (or ends that). */
-  subscription (userId: string, channel: string, subscribe: boolean): Promise<DeliveryResult> {
-    return this.#publish({ id: this.nextId(), data: EMPTY, users: [userId], subscription: { channel, subscribe } })
+  /**
+   * Subscribes every connection of `userId` (or only its connection
+   * `connectionId`), on every instance, to `channel` (or ends that).
+   */
+  subscription (userId: string, channel: string, subscribe: boolean, connectionId?: string): Promise<DeliveryResult> {
+    return this.#publish({ id: this.nextId(), data: EMPTY, users: [userId], connectionId, subscription: { channel, subscribe } })
   }
 
   /** Writes an envelope to the local connections it targets (or closes them, for a disconnect). */
@@ -107,9 +114,11 @@ export class Fanout {
 
   #disconnect (envelope: Envelope, { code, reason }: { code: number, reason: string }): LocalDelivery {
     let closed = 0
+    const only = envelope.connectionId
     for (const userId of envelope.users ?? []) {
       // Closing starts the handshake; the connection leaves the set on ws's 'close', later.
       for (const connection of this.#registry.ofUser(userId)) {
+        if (only !== undefined && connection.id !== only) continue
         if (code === 0) connection.closeFor('disconnected')
         else connection.closeWith(code, reason)
         closed++
@@ -121,8 +130,10 @@ export class Fanout {
   // Connections of endpoints without server-side subscriptions (/ws) are not counted.
   #subscription (envelope: Envelope, { channel, subscribe }: { channel: string, subscribe: boolean }): LocalDelivery {
     let applied = 0
+    const only = envelope.connectionId
     for (const userId of envelope.users ?? []) {
       for (const connection of this.#registry.ofUser(userId)) {
+        if (only !== undefined && connection.id !== only) continue
         if (connection.serverSubscription(channel, subscribe)) applied++
       }
     }

@@ -130,6 +130,11 @@ export class Registry {
     }
   }
 
+  /** Each channel with a subscriber on this instance, and how many it has. */
+  * channelSizes (): IterableIterator<[string, number]> {
+    for (const [channel, subscribers] of this.#byChannel) yield [channel, subscribers.size]
+  }
+
   subscribersOf (channel: string): ReadonlySet<ChannelSubscriber> {
     return this.#byChannel.get(channel) ?? NO_SUBSCRIBERS
   }

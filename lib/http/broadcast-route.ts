@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { hasScope, verifyRequest } from '../auth.js'
-import { BackplaneDownError, InvalidBroadcastError, ScopeForbiddenError } from '../errors.js'
+import { verifyServiceRequest } from '../auth.js'
+import { BackplaneDownError, InvalidBroadcastError } from '../errors.js'
 import type { Channels } from '../channels/channels.js'
 import type { ResolvedNamespace } from '../channels/namespaces.js'
 import { depthOf, MAX_DATA_DEPTH, serializeData } from '../core/data.js'
@@ -74,11 +74,7 @@ const channelsResultSchema = {
 /** `POST /broadcast`: for other services, with a token that holds the broadcast scope. */
 export function registerBroadcastRoute (scope: FastifyInstance, options: ResolvedOptions, fanout: Fanout, channels: Channels): void {
   async function authorize (request: FastifyRequest, reply: FastifyReply): Promise<void> {
-    const claims = await verifyRequest(request, reply)
-    if (!hasScope(claims, options.scopeClaim, options.broadcastScope)) {
-      reply.header('www-authenticate', `Bearer error="insufficient_scope", scope="${options.broadcastScope}"`)
-      throw new ScopeForbiddenError(options.broadcastScope)
-    }
+    await verifyServiceRequest(request, reply, options.scopeClaim, options.broadcastScope)
   }
 
   // What the body holds is the client's doing: a value with no JSON form (from
