@@ -25,7 +25,8 @@ if (cluster.isPrimary) {
   }
   // The machine's metrics: the workers report theirs to this process
   // (`metrics: { cluster: true }` in server.ts), which adds them up.
-  const metrics = Fastify({ logger: { level: process.env.LOG_LEVEL ?? 'info' } })
+  // Prometheus scrapes every few seconds: no log line per scrape.
+  const metrics = Fastify({ logger: { level: process.env.LOG_LEVEL ?? 'info' }, disableRequestLogging: true })
   await metrics.register(clusterMetrics)
   await metrics.listen({ port: Number(process.env.METRICS_PORT ?? 9091), host: process.env.METRICS_HOST ?? '127.0.0.1' })
 
