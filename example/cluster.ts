@@ -1,11 +1,15 @@
 // One worker per core, all on one port, joined through Redis:
 //   REDIS_URL=redis://127.0.0.1:6379 npm run start:cluster
-// Each worker runs example/server.ts (same environment variables, worker n
-// serving metrics on METRICS_PORT + n); WORKERS overrides the number of workers. SIGTERM or SIGINT closes every worker
+// Each worker runs example/server.ts (same environment variables); WORKERS
+// overrides the number of workers. The primary serves the whole machine's
+// metrics on METRICS_PORT (default 9091) of METRICS_HOST (default 127.0.0.1):
+// each scrape adds up every worker's. SIGTERM or SIGINT closes every worker
 // gracefully (clients get 1001), then the primary exits.
 import cluster from 'node:cluster'
 import { randomBytes } from 'node:crypto'
 import { availableParallelism } from 'node:os'
+import Fastify from 'fastify'
+import { clusterMetrics } from '../lib/index.js'
 
 if (cluster.isPrimary) {
   if (process.env.REDIS_URL === undefined || process.env.REDIS_URL === '') {
@@ -19,8 +23,15 @@ if (cluster.isPrimary) {
     env.JWT_SECRET = randomBytes(32).toString('base64url')
     env.FANOUT_EXAMPLE_DEV = '1'
   }
+  // The machine's metrics: the workers report theirs to this process
+  // (`metrics: { cluster: true }` in server.ts), which adds them up.
+  // Prometheus scrapes every few seconds: no log line per scrape.
+  const metrics = Fastify({ logger: { level: process.env.LOG_LEVEL ?? 'info' }, disableRequestLogging: true })
+  await metrics.register(clusterMetrics)
+  await metrics.listen({ port: Number(process.env.METRICS_PORT ?? 9091), host: process.env.METRICS_HOST ?? '127.0.0.1' })
+
   let stopping = false
-  // Each worker keeps its index across restarts: it picks its metrics port.
+  // Each worker keeps its index across restarts (worker 0 prints the banner).
   const indexOf = new Map<number, number>()
   const start = (index: number): void => {
     indexOf.set(cluster.fork({ ...env, FANOUT_WORKER_INDEX: String(index) }).id, index)
@@ -30,7 +41,12 @@ if (cluster.isPrimary) {
     const index = indexOf.get(worker.id) as number
     indexOf.delete(worker.id)
     if (stopping) {
-      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0)
+      if (Object.keys(cluster.workers ?? {}).length === 0) {
+        metrics.close().then(() => process.exit(0), (err: unknown) => {
+          metrics.log.error({ err }, 'closing the metrics server failed')
+          process.exit(1)
+        })
+      }
       return
     }
     process.stderr.write(`worker ${worker.process.pid} died (${signal ?? code}); starting another\n`)

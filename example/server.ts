@@ -37,7 +37,7 @@
 //   REDIS_URL        join every instance on this Redis (default: embedded
 //                    backplane, this process only)
 //   METRICS_PORT     internal port serving /metrics (default 9091; under
-//                    example/cluster.ts worker n uses METRICS_PORT + n)
+//                    example/cluster.ts the primary serves it, for every worker)
 //   METRICS_HOST     address of the metrics port (default 127.0.0.1)
 //   API_KEY          serve Centrifugo's HTTP server API under /api, for this
 //                    key in X-API-Key (default: not served)
@@ -60,10 +60,10 @@ const host = process.env.HOST ?? '127.0.0.1'
 const development = process.env.JWT_SECRET === undefined || process.env.JWT_SECRET === '' || process.env.FANOUT_EXAMPLE_DEV === '1'
 const secret = process.env.JWT_SECRET !== undefined && process.env.JWT_SECRET !== '' ? process.env.JWT_SECRET : randomBytes(32).toString('base64url')
 const redis = process.env.REDIS_URL !== undefined && process.env.REDIS_URL !== '' ? process.env.REDIS_URL : undefined
-// Workers of example/cluster.ts are numbered from 0; each needs a metrics
-// port of its own (a shared one would answer from whichever worker).
+// Workers of example/cluster.ts are numbered from 0. They report their
+// metrics to the primary, which serves the whole machine's on the metrics port.
 const workerIndex = Number(process.env.FANOUT_WORKER_INDEX ?? 0)
-const metricsListen = { port: Number(process.env.METRICS_PORT ?? 9091) + workerIndex, host: process.env.METRICS_HOST ?? '127.0.0.1' }
+const metricsListen = { port: Number(process.env.METRICS_PORT ?? 9091), host: process.env.METRICS_HOST ?? '127.0.0.1' }
 // One banner per machine: in a cluster only the first worker prints it.
 const printBanner = !cluster.isWorker || workerIndex === 0
 const apiKey = process.env.API_KEY !== undefined && process.env.API_KEY !== '' ? process.env.API_KEY : undefined
@@ -88,7 +88,7 @@ await app.register(fanout, {
   jwt: { secret, verify: { algorithms: ['HS256'] } },
   allowedOrigins,
   redis,
-  metrics: { listen: metricsListen },
+  metrics: cluster.isWorker ? { cluster: true } : { listen: metricsListen },
   centrifuge: true,
   serverApi: apiKey === undefined ? false : { key: apiKey },
   channels: {
@@ -175,7 +175,7 @@ if (printBanner) {
   process.stdout.write(`  WebSocket endpoints ${base.replace('http', 'ws')}/ws and ${base.replace('http', 'ws')}/connection/websocket (Centrifugo's client protocol)\n`)
   process.stdout.write(`  HTTP API (OpenAPI) ${base}/documentation, the document at ${base}/documentation/json\n`)
   if (apiKey !== undefined) process.stdout.write(`  server API ${base}/api/<method> (Centrifugo's; key from API_KEY in X-API-Key)\n`)
-  process.stdout.write(`  metrics (internal) http://${metricsListen.host.includes(':') ? `[${metricsListen.host}]` : metricsListen.host}:${metricsListen.port}/metrics${cluster.isWorker ? ', one port per worker from there' : ''}\n`)
+  process.stdout.write(`  metrics (internal) http://${metricsListen.host.includes(':') ? `[${metricsListen.host}]` : metricsListen.host}:${metricsListen.port}/metrics${cluster.isWorker ? ', the whole machine\'s (served by the primary)' : ''}\n`)
 }
 if (development && printBanner) {
   process.stdout.write('\nJWT_SECRET is not set: using a random development secret. Tokens valid for 12 hours:\n')

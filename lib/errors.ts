@@ -18,6 +18,12 @@ export const WebSocketAlreadyRegisteredError = createError(
     'websocket routes after registering fastify-fanout',
   500
 )
+export const NotClusterPrimaryError = createError(
+  'FST_FANOUT_NOT_CLUSTER_PRIMARY',
+  'fastify-fanout: clusterMetrics serves the whole machine\'s metrics from the primary process of a node:cluster: ' +
+    'register it there (where cluster.isPrimary), and set `metrics: { cluster: true }` in the workers',
+  500, TypeError
+)
 
 // Admission, before the upgrade
 export const TokenMissingError = createError(

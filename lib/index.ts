@@ -25,6 +25,7 @@ import { Flusher } from './core/flusher.js'
 import { Housekeeping } from './core/housekeeping.js'
 import { FanoutMetrics, metricsPluginOptions } from './metrics.js'
 import { registerMetricsServer } from './http/metrics-server.js'
+import { reportToPrimary } from './cluster/worker.js'
 import { resolveOptions, type ResolvedOptions } from './options.js'
 import { Registry } from './core/registry.js'
 import { closeAll, closeClients } from './shutdown.js'
@@ -95,6 +96,7 @@ async function fanout (fastify: FastifyInstance, rawOptions: FanoutOptions): Pro
   if (options.metrics.listen !== undefined) {
     registerMetricsServer(fastify, options.metrics.registry, { ...options.metrics.listen, path: options.metrics.endpoint })
   }
+  if (options.metrics.cluster) reportToPrimary(fastify, options.metrics.registry, instanceId)
 
   fastify.decorate('fanout', createDecorator(registry, engine, channels, metrics, () => backplane.up))
   // On the instance we are registered on, so 404s and the app's own refusals
@@ -204,6 +206,7 @@ const plugin: FastifyPluginAsync<FanoutOptions> = fp(fanout, {
 export default plugin
 export { plugin as fanout }
 export { CloseCode } from './core/close-codes.js'
+export { clusterMetrics } from './cluster/primary.js'
 export { SUBPROTOCOL, TOKEN_PROTOCOL_PREFIX } from './auth.js'
 export { closeOnUnreadBody } from './http/unread-body.js'
 export { OPENAPI_SECURITY_SCHEME } from './http/openapi.js'

@@ -69,6 +69,8 @@ export class FanoutMetrics {
       name: 'fanout_backplane_up',
       help: '1 while messages reach every instance (always 1 on the embedded backplane); 0 while Redis is unreachable and publishing fails fast',
       registers,
+      // Over a cluster's workers (clusterMetrics): 0 as soon as one of them is cut off.
+      aggregator: 'min',
       collect () { this.set(read.backplaneUp() ? 1 : 0) }
     })
     this.messagesSent = new Counter({ name: 'fanout_messages_sent_total', help: 'Messages written to WebSocket connections (one per connection per message)', registers })
@@ -136,8 +138,8 @@ export function metricsPluginOptions (metrics: ResolvedOptions['metrics'], log: 
   // one, so two Fastify instances in one process do not collide.
   return {
     ...extra,
-    // With an internal listener the app's port serves no metrics at all.
-    endpoint: metrics.listen === undefined ? metricsRoute(metrics.endpoint, log) : null,
+    // With an internal listener, or in a cluster worker, the app's port serves no metrics at all.
+    endpoint: metrics.listen === undefined && !metrics.cluster ? metricsRoute(metrics.endpoint, log) : null,
     defaultMetrics: { enabled: true, ...extra.defaultMetrics, register: registry },
     routeMetrics: {
       enabled: true,

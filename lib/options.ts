@@ -1,3 +1,4 @@
+import cluster from 'node:cluster'
 import { Registry } from 'prom-client'
 import type { FastifyJWTOptions } from '@fastify/jwt'
 import type { Cluster, Redis, RedisOptions } from 'ioredis'
@@ -38,8 +39,10 @@ export interface ResolvedOptions {
     readonly registry: Registry
     readonly serve: boolean
     readonly endpoint: string
-    /** Absent: served on the app's own port (when `serve`). */
+    /** Absent: served on the app's own port (when `serve`), or by the cluster's primary (`cluster`). */
     readonly listen: { readonly host: string, readonly port: number } | undefined
+    /** Reported to the cluster's primary (clusterMetrics), not served by this instance. */
+    readonly cluster: boolean
     readonly fastifyMetrics: Partial<Omit<IMetricsPluginOptions, 'endpoint'>>
   }
   /** Absent: the embedded backplane. */
@@ -144,7 +147,7 @@ export const OPTION_NAMES: readonly string[] = Object.freeze(Object.keys(optionN
 // The same for the options that are objects of their own.
 const compressionNames: Record<keyof CompressionOptions, true> = { threshold: true, level: true }
 const inboundNames: Record<keyof InboundBudget, true> = { messages: true, bytes: true }
-const metricsNames: Record<keyof MetricsOptions, true> = { registry: true, serve: true, endpoint: true, listen: true, fastifyMetrics: true }
+const metricsNames: Record<keyof MetricsOptions, true> = { registry: true, serve: true, endpoint: true, listen: true, cluster: true, fastifyMetrics: true }
 const listenNames: Record<keyof MetricsListenOptions, true> = { port: true, host: true }
 const centrifugeNames: Record<keyof CentrifugeOptions, true> = { path: true, connectTimeout: true, refreshGrace: true, maxPayload: true, hookTimeout: true, onRpc: true, onSend: true }
 const serverApiNames: Record<keyof ServerApiOptions, true> = { key: true, prefix: true }
@@ -335,16 +338,24 @@ function inbound (value: FanoutOptions['inbound']): ResolvedOptions['inbound'] {
 function metrics (value: FanoutOptions['metrics']): ResolvedOptions['metrics'] {
   if (value === undefined || value === true) value = {}
   if (value === false) value = { serve: false }
-  optionObject('metrics', value, metricsNames, 'must be true, false or { registry, serve, endpoint, listen, fastifyMetrics }')
+  optionObject('metrics', value, metricsNames, 'must be true, false or { registry, serve, endpoint, listen, cluster, fastifyMetrics }')
   // Duck-typed: the app may hold its own copy of prom-client.
   if (value.registry !== undefined && typeof value.registry?.registerMetric !== 'function') {
     throw new InvalidOptionError('metrics.registry', 'must be a prom-client Registry')
+  }
+  const inCluster = boolean('metrics.cluster', value.cluster ?? false)
+  if (inCluster && !cluster.isWorker) {
+    throw new InvalidOptionError('metrics.cluster', 'is for the workers of a node:cluster, and this process is not one (set it to `cluster.isWorker`, and serve the machine\'s metrics from the primary with clusterMetrics)')
+  }
+  if (inCluster && value.listen !== undefined) {
+    throw new InvalidOptionError('metrics.listen', 'cannot be set with `metrics.cluster`: the cluster\'s primary serves the machine\'s metrics (clusterMetrics), not each worker')
   }
   return Object.freeze({
     registry: value.registry ?? new Registry(),
     serve: value.serve ?? true,
     endpoint: routePath('metrics.endpoint', value.endpoint ?? defaults.metricsEndpoint),
     listen: metricsListen(value.listen),
+    cluster: inCluster,
     fastifyMetrics: value.fastifyMetrics ?? {}
   })
 }

@@ -86,8 +86,33 @@ export interface MetricsOptions {
    * @defaultValue undefined: on the app's port
    */
   listen?: MetricsListenOptions
+  /**
+   * In a `node:cluster` worker: report metrics to the primary, which serves
+   * the whole machine's with the `clusterMetrics` plugin, instead of serving
+   * them from this worker. fastify-metrics still measures the app's routes,
+   * but adds no route to the app. Only in a cluster worker, and not with `listen`.
+   * @defaultValue false
+   */
+  cluster?: boolean
   /** Further fastify-metrics options (default and route metrics). */
   fastifyMetrics?: Partial<Omit<IMetricsPluginOptions, 'endpoint'>>
+}
+
+/** Options of the `clusterMetrics` plugin, in a cluster's primary process. */
+export interface ClusterMetricsOptions {
+  /**
+   * The route that serves the machine's metrics.
+   * @defaultValue '/metrics'
+   */
+  path?: string
+  /**
+   * Milliseconds a scrape waits for the workers' answers. A worker that has
+   * not answered by then (a blocked event loop) counts with its last answer,
+   * and in `fanout_cluster_workers{state="late"}`. Keep it well under
+   * Prometheus' `scrape_timeout`.
+   * @defaultValue 1000
+   */
+  timeout?: number
 }
 
 /** The endpoint for Centrifugo's client SDKs (centrifuge-js and the other JSON SDKs). */

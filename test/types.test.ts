@@ -2,7 +2,7 @@
 // line marked as an expected error must stay an error.
 import t from 'tap'
 import Fastify from 'fastify'
-import fanout, { type BackplaneGapPolicy, type ChannelDeliveryResult, type ChannelsOptions, type ClientInfo, CloseCode, type DeliveryResult, type DisconnectResult, type FanoutConnection, type FanoutOptions, type HistoryPage, type InboundBudget, type MessageFrame, type NamespaceOptions, type PresenceStats, type ServerApiOptions, type StreamPosition } from '../lib/index.js'
+import fanout, { type BackplaneGapPolicy, type ChannelDeliveryResult, clusterMetrics, type ClusterMetricsOptions, type ChannelsOptions, type ClientInfo, CloseCode, type DeliveryResult, type DisconnectResult, type FanoutConnection, type FanoutOptions, type HistoryPage, type InboundBudget, type MessageFrame, type NamespaceOptions, type PresenceStats, type ServerApiOptions, type StreamPosition } from '../lib/index.js'
 import { SECRET } from './helpers.js'
 
 t.test('the decorator is typed through declaration merging', async (t) => {
@@ -76,4 +76,17 @@ t.test('the server API option is typed', async (t) => {
   // @ts-expect-error serverApi takes a boolean or settings
   const wrong: FanoutOptions = { jwt: { secret: SECRET }, serverApi: 'on' }
   t.ok(bad !== undefined && wrong !== undefined)
+})
+
+t.test('cluster metrics options are typed', async (t) => {
+  const worker: FanoutOptions = { jwt: { secret: SECRET }, metrics: { cluster: true } }
+  const options: ClusterMetricsOptions = { path: '/machine', timeout: 500 }
+  // @ts-expect-error the timeout is a number of milliseconds
+  const badTimeout: ClusterMetricsOptions = { timeout: '1s' }
+  // @ts-expect-error metrics.cluster is a boolean
+  const badCluster: FanoutOptions = { jwt: { secret: SECRET }, metrics: { cluster: 'yes' } }
+  const app = Fastify()
+  t.teardown(() => app.close())
+  await app.register(clusterMetrics, options)
+  t.ok(worker !== undefined && badTimeout !== undefined && badCluster !== undefined)
 })
