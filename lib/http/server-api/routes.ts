@@ -34,8 +34,16 @@ export async function registerServerApi (parent: FastifyInstance, options: Resol
   const methods = createMethods(context)
   const keyMatches = settings.key === undefined ? undefined : keyMatcher(settings.key)
   const security: Array<Record<string, never[]>> = keyMatches === undefined ? [{ [BEARER_SCHEME]: [] }] : [{ [API_KEY_SCHEME]: [] }, { [BEARER_SCHEME]: [] }]
+  // RFC 7235: a 401 names the schemes that would do.
+  const challenges = keyMatches === undefined ? 'Bearer' : 'apikey, Bearer'
   // Each request's outcome for the metric, when the handler decided it.
   const outcomes = new WeakMap<FastifyRequest, string>()
+
+  /** A refused or missing key: a 401 naming the schemes that would do. */
+  function keyRefused (reply: FastifyReply, error: Error): Error {
+    reply.header('www-authenticate', challenges)
+    return error
+  }
 
   async function authenticate (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const { headers } = request
@@ -43,11 +51,11 @@ export async function registerServerApi (parent: FastifyInstance, options: Resol
     const apiKey = headers['x-api-key'] ?? (authorization !== undefined && /^\s*apikey(?:\s|$)/i.test(authorization) ? authorization.trim().split(/\s+/) : undefined)
     if (apiKey !== undefined) {
       if (keyMatches === undefined) {
-        throw new ApiKeyInvalidError(`this server takes no API key (serverApi.key is not set): send \`Authorization: Bearer <jwt>\` with the \`${options.broadcastScope}\` scope`)
+        throw keyRefused(reply, new ApiKeyInvalidError(`this server takes no API key (serverApi.key is not set): send \`Authorization: Bearer <jwt>\` with the \`${options.broadcastScope}\` scope`))
       }
       const given = typeof apiKey === 'string' ? apiKey : apiKey.length === 2 ? apiKey[1] : undefined
-      if (given === undefined) throw new ApiKeyInvalidError(Array.isArray(headers['x-api-key']) ? 'X-API-Key was sent more than once' : 'the Authorization header is not `apikey <key>`')
-      if (!keyMatches(given)) throw new ApiKeyInvalidError(`${headers['x-api-key'] === undefined ? 'the key of `Authorization: apikey`' : 'X-API-Key'} does not match serverApi.key`)
+      if (given === undefined) throw keyRefused(reply, new ApiKeyInvalidError(Array.isArray(headers['x-api-key']) ? 'X-API-Key was sent more than once' : 'the Authorization header is not `apikey <key>`'))
+      if (!keyMatches(given)) throw keyRefused(reply, new ApiKeyInvalidError(`${headers['x-api-key'] === undefined ? 'the key of `Authorization: apikey`' : 'X-API-Key'} does not match serverApi.key`))
       return
     }
     if (hasBearerScheme(request)) {
@@ -55,9 +63,9 @@ export async function registerServerApi (parent: FastifyInstance, options: Resol
       return
     }
     if (/[?&;]api_key=/.test(request.url)) {
-      throw new ApiKeyInvalidError('the api_key query parameter is not accepted (query strings end up in logs): send the key in X-API-Key')
+      throw keyRefused(reply, new ApiKeyInvalidError('the api_key query parameter is not accepted (query strings end up in logs): send the key in X-API-Key'))
     }
-    throw new ApiCredentialsMissingError(options.broadcastScope)
+    throw keyRefused(reply, new ApiCredentialsMissingError(options.broadcastScope))
   }
 
   function answer (request: FastifyRequest, reply: FastifyReply, method: string, outcome: MethodResult | ApiError): FastifyReply {
