@@ -24,7 +24,8 @@
 // and the other methods) and its libraries (cent.js, cent, gocent).
 //
 // The HTTP API is described with OpenAPI by @fastify/swagger: the document at
-// /documentation/json, Swagger UI at /documentation.
+// /documentation/json, Swagger UI at /documentation (with API_KEY set, the
+// server API's methods too; Swagger UI's Authorize takes the key).
 //
 // Environment:
 //

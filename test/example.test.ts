@@ -205,7 +205,24 @@ t.test('the example serves Centrifugo\'s server API with API_KEY set, and not wi
   t.same((await chat.next('publication')).data, { text: 'from a service' })
   t.equal((await fetch(`${base}/api/publish`, { method: 'POST', headers: { 'x-api-key': 'wrong' }, body: '{}' })).status, 401)
 
+  // Its document holds every method, with both ways in.
+  const doc = await (await fetch(`${base}/documentation/json`)).json() as {
+    paths: Record<string, { post?: { security?: unknown[], tags?: string[] } }>
+    components: { securitySchemes: Record<string, unknown> }
+  }
+  await t.resolves(SwaggerParser.validate(structuredClone(doc) as never), 'a valid OpenAPI document')
+  const methods = ['publish', 'broadcast', 'subscribe', 'unsubscribe', 'disconnect', 'history', 'history_remove', 'presence', 'presence_stats', 'channels', 'info']
+  t.same(Object.keys(doc.paths).filter((path) => path.startsWith('/api')).sort(), [...methods.map((method) => `/api/${method}`), '/api', '/api/{method}'].sort())
+  for (const method of methods) {
+    t.same(doc.paths[`/api/${method}`]?.post?.security, [{ fanoutApiKey: [] }, { fanoutBearer: [] }], `${method}: the key or a token`)
+    t.same(doc.paths[`/api/${method}`]?.post?.tags, ['Server API'])
+  }
+  t.match(doc.components.securitySchemes, { fanoutApiKey: { type: 'apiKey', in: 'header', name: 'X-API-Key' }, fanoutBearer: { type: 'http', scheme: 'bearer' } })
+
   const without = await runExample(t, '../example/server.ts', { PORT: '0', METRICS_PORT: String(await freePort()) })
   t.notMatch(without.output, 'server API')
+  const plain = await (await fetch(`${without.base}/documentation/json`)).json() as { paths: Record<string, unknown>, components: { securitySchemes: Record<string, unknown> } }
+  t.notOk(Object.keys(plain.paths).some((path) => path.startsWith('/api')), 'nor in the document')
+  t.same(Object.keys(plain.components.securitySchemes), ['fanoutBearer'])
   t.equal((await fetch(`${without.base}/api/publish`, { method: 'POST', headers: { 'x-api-key': key }, body: '{}' })).status, 404, 'no API_KEY, no API')
 })

@@ -364,6 +364,29 @@ t.test('serverApi: true takes Bearer JWTs only, and says so to an API key', asyn
   t.match((await keyed.json() as { message: string }).message, /this server takes no API key \(serverApi.key is not set\)/)
 })
 
+t.test('a 401 names the schemes that would do in WWW-Authenticate (RFC 7235)', async (t) => {
+  const keyed = await buildApi(t)
+  const cases: Array<[Record<string, string>, string]> = [
+    [{}, 'apikey, Bearer'],
+    [{ 'x-api-key': 'wrong' }, 'apikey, Bearer'],
+    [{ authorization: 'apikey' }, 'apikey, Bearer'],
+    [{ authorization: 'Bearer not.a.token' }, 'Bearer error="invalid_token"']
+  ]
+  for (const [headers, challenge] of cases) {
+    const response = await fetch(`${keyed.url}/api/info`, { method: 'POST', headers, body: '{}' })
+    t.equal(response.status, 401, JSON.stringify(headers))
+    t.equal(response.headers.get('www-authenticate'), challenge, JSON.stringify(headers))
+  }
+  const query = await fetch(`${keyed.url}/api/info?api_key=${KEY}`, { method: 'POST', body: '{}' })
+  t.equal(query.headers.get('www-authenticate'), 'apikey, Bearer', 'the key in the query string')
+
+  const tokensOnly = await buildCentrifuge(t, { serverApi: true })
+  for (const headers of [{}, { 'x-api-key': KEY }] as Array<Record<string, string>>) {
+    const response = await fetch(`${tokensOnly.url}/api/info`, { method: 'POST', headers, body: '{}' })
+    t.equal(response.headers.get('www-authenticate'), 'Bearer', `without serverApi.key: ${JSON.stringify(headers)}`)
+  }
+})
+
 t.test('the API answers under its prefix, and the metrics count each method and outcome', async (t) => {
   const { app, call } = await buildApi(t, { serverApi: { key: KEY, prefix: '/centrifugo/api' } })
   t.equal((await call('publish', { channel: 'plain:1', data: 1 })).status, 404, 'not under /api')

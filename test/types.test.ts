@@ -2,7 +2,7 @@
 // line marked as an expected error must stay an error.
 import t from 'tap'
 import Fastify from 'fastify'
-import fanout, { type BackplaneGapPolicy, type ChannelDeliveryResult, clusterMetrics, type ClusterMetricsOptions, type ChannelsOptions, type ClientInfo, CloseCode, type DeliveryResult, type DisconnectResult, type FanoutConnection, type FanoutOptions, type HistoryPage, type InboundBudget, type MessageFrame, type NamespaceOptions, type PresenceStats, type ServerApiOptions, type StreamPosition } from '../lib/index.js'
+import fanout, { OPENAPI_API_KEY_SCHEME, OPENAPI_BEARER_SCHEME, type BackplaneGapPolicy, type ChannelDeliveryResult, clusterMetrics, type ClusterMetricsOptions, type ChannelsOptions, type ClientInfo, CloseCode, type DeliveryResult, type DisconnectResult, type FanoutConnection, type FanoutOptions, type HistoryPage, type InboundBudget, type MessageFrame, type NamespaceOptions, type PresenceStats, type ServerApiOptions, type StreamPosition } from '../lib/index.js'
 import { SECRET } from './helpers.js'
 
 t.test('the decorator is typed through declaration merging', async (t) => {
@@ -76,6 +76,9 @@ t.test('the server API option is typed', async (t) => {
   // @ts-expect-error serverApi takes a boolean or settings
   const wrong: FanoutOptions = { jwt: { secret: SECRET }, serverApi: 'on' }
   t.ok(bad !== undefined && wrong !== undefined)
+  // The OpenAPI security schemes' names, for an app that defines its own under them.
+  const schemes: ['fanoutApiKey', 'fanoutBearer'] = [OPENAPI_API_KEY_SCHEME, OPENAPI_BEARER_SCHEME]
+  t.same(schemes, ['fanoutApiKey', 'fanoutBearer'])
 })
 
 t.test('cluster metrics options are typed', async (t) => {

@@ -15,24 +15,39 @@ import type { FastifyBaseLogger, FastifyContextConfig } from 'fastify'
 export type Operation = Record<string, unknown>
 
 /**
- * Name of the security scheme fastify-fanout's operations refer to (HTTP
- * bearer, JWT). Added to `components.securitySchemes` of the document unless
- * the app defined a scheme of that name itself.
+ * Name of the security scheme of the operations that take a JWT in
+ * `Authorization: Bearer` (HTTP bearer). Added to `components.securitySchemes`
+ * of the document unless the app defined a scheme of that name itself.
  */
-export const OPENAPI_SECURITY_SCHEME = 'fanoutBearer'
+export const OPENAPI_BEARER_SCHEME = 'fanoutBearer'
 
-const securityScheme = {
-  type: 'http',
-  scheme: 'bearer',
-  bearerFormat: 'JWT',
-  description: 'A JWT, verified with the `jwt` options fastify-fanout was registered with. ' +
-    'WebSocket clients may send it as the `token` query parameter or a `bearer.<jwt>` subprotocol instead ' +
-    '(browsers cannot set headers on a WebSocket).'
+/**
+ * Name of the security scheme of the server API's key (`serverApi.key`, in
+ * the `X-API-Key` header). Added to the document as the bearer scheme is,
+ * when the server API takes a key.
+ */
+export const OPENAPI_API_KEY_SCHEME = 'fanoutApiKey'
+
+const securitySchemes: Readonly<Record<string, Operation>> = {
+  [OPENAPI_BEARER_SCHEME]: {
+    type: 'http',
+    scheme: 'bearer',
+    bearerFormat: 'JWT',
+    description: 'A JWT, verified with the `jwt` options fastify-fanout was registered with; an operation that needs a scope in it says which. ' +
+      'WebSocket clients may send it as the `token` query parameter or a `bearer.<jwt>` subprotocol instead ' +
+      '(browsers cannot set headers on a WebSocket).'
+  },
+  [OPENAPI_API_KEY_SCHEME]: {
+    type: 'apiKey',
+    in: 'header',
+    name: 'X-API-Key',
+    description: 'The server API\'s key (`serverApi.key`), as Centrifugo\'s libraries send it; `Authorization: apikey <key>` is accepted too.'
+  }
 }
 
 /** The security requirement of an operation that needs the token. */
 function bearer (): Array<Record<string, string[]>> {
-  return [{ [OPENAPI_SECURITY_SCHEME]: [] }]
+  return [{ [OPENAPI_BEARER_SCHEME]: [] }]
 }
 
 /** What @fastify/swagger passes to a route's transform (the part read here). */
@@ -68,10 +83,14 @@ export function documented (log: FastifyBaseLogger, describe: () => Operation): 
         return { schema: { hide: true }, url }
       }
       const operation = describe()
-      if ((operation.security as Array<Record<string, unknown>> | undefined)?.some((requirement) => OPENAPI_SECURITY_SCHEME in requirement) === true) {
-        // A new object: the app's own `securitySchemes` (from its options) stays untouched.
+      // The schemes the operation names must be in the document before
+      // @fastify/swagger reads them (right after this transform).
+      const named = ((operation.security ?? []) as Array<Record<string, unknown>>).flatMap((requirement) => Object.keys(requirement))
+      const ours = Object.entries(securitySchemes).filter(([name]) => named.includes(name))
+      if (ours.length > 0) {
+        // A new object: the app's own `securitySchemes` (from its options) stays untouched, and wins.
         const components = openapiObject.components ??= {}
-        components.securitySchemes = { [OPENAPI_SECURITY_SCHEME]: securityScheme, ...components.securitySchemes }
+        components.securitySchemes = { ...Object.fromEntries(ours), ...components.securitySchemes }
       }
       return { schema: operation, url }
     }
@@ -122,6 +141,11 @@ export function errorBody (status: number, description: string, options: ErrorOp
 const CLOSING = 'The app is closing: Fastify\'s own answer, without a code, while its `return503OnClosing` is on (the default)'
 const closing = CLOSING.charAt(0).toLowerCase() + CLOSING.slice(1)
 
+/** 503 without a code: Fastify's own answer on every route while the app closes. */
+export function closingAnswer (): Operation {
+  return errorBody(503, CLOSING, { codes: [] })
+}
+
 const wwwAuthenticate = {
   'WWW-Authenticate': { type: 'string', description: 'RFC 6750: `Bearer`, or `Bearer error="invalid_token"` with an `error_description` for an expired token' }
 }
@@ -140,8 +164,16 @@ export function keyProviderFailed (): Operation {
   return errorBody(500, 'The token could not be checked: the key provider (a `jwt.secret` function) failed. Logged; no token causes it')
 }
 
-// Routes that read a JSON body: what Fastify's body parsing answers before the handler.
-const bodyTooLarge = (limit: number): Operation => errorBody(413, `The body is over ${limit} bytes`, { codes: ['FST_ERR_CTP_BODY_TOO_LARGE'] })
+/** 403: a valid token without the scope the route needs. */
+export function scopeForbidden (scope: string): Operation {
+  return errorBody(403, `The token lacks the \`${scope}\` scope`, {
+    codes: ['FST_FANOUT_SCOPE_FORBIDDEN'],
+    headers: { 'WWW-Authenticate': { type: 'string', description: `\`Bearer error="insufficient_scope", scope="${scope}"\`` } }
+  })
+}
+
+// Routes that read a body: what Fastify's body parsing answers before the handler.
+export const bodyTooLarge = (limit: number): Operation => errorBody(413, `The body is over ${limit} bytes`, { codes: ['FST_ERR_CTP_BODY_TOO_LARGE'] })
 const unsupportedMediaType = (): Operation => errorBody(415, 'A content type the app has no parser for (send `application/json`)', { codes: ['FST_ERR_CTP_INVALID_MEDIA_TYPE'] })
 
 // ---------------------------------------------------------------- POST /broadcast
@@ -224,10 +256,7 @@ export function broadcastOperation (docs: BroadcastDocs): Operation {
       400: errorBody(400, 'The body does not match the schema, `data` is nested too deep or has no JSON form, or a channel is in no configured namespace ' +
         '(FST_FANOUT_INVALID_BROADCAST, the message says which); the body is not JSON (FST_ERR_CTP_INVALID_JSON_BODY) or is empty (FST_ERR_CTP_EMPTY_JSON_BODY)'),
       401: unauthorized(),
-      403: errorBody(403, `The token lacks the \`${docs.scope}\` scope`, {
-        codes: ['FST_FANOUT_SCOPE_FORBIDDEN'],
-        headers: { 'WWW-Authenticate': { type: 'string', description: `\`Bearer error="insufficient_scope", scope="${docs.scope}"\`` } }
-      }),
+      403: scopeForbidden(docs.scope),
       413: bodyTooLarge(docs.bodyLimit),
       415: unsupportedMediaType(),
       500: keyProviderFailed(),
@@ -373,7 +402,7 @@ export function metricsOperation (): Operation {
         'x-response-description': 'The metrics: Prometheus\' text format, or OpenMetrics with a registry of that type',
         content: { 'text/plain': { schema: { type: 'string' } }, 'application/openmetrics-text': { schema: { type: 'string' } } }
       },
-      503: errorBody(503, CLOSING, { codes: [] })
+      503: closingAnswer()
     }
   }
 }

@@ -1,18 +1,20 @@
 import { createHash, timingSafeEqual } from 'node:crypto'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import type { FastifyInstance, FastifyReply, FastifyRequest, FastifySchema, RawServerDefault, RouteGenericInterface, RouteOptions } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, RawServerDefault, RouteGenericInterface, RouteOptions } from 'fastify'
 import { Ajv, type ErrorObject } from 'ajv'
 import secureJson from 'secure-json-parse'
 import { hasBearerScheme, verifyServiceRequest } from '../../auth.js'
 import { ApiCredentialsMissingError, ApiKeyInvalidError, InvalidApiRequestError } from '../../errors.js'
 import type { FanoutMetrics } from '../../metrics.js'
 import type { ResolvedOptions } from '../../options.js'
+import { documented } from '../openapi.js'
 import { serializers } from '../../redact.js'
 import {
   ApiError, badRequest, createMethods, internal, notFound, SERVER_API_METHODS, UNSUPPORTED_METHODS,
   type MethodResult, type ServerApiContext
 } from './methods.js'
-import { API_KEY_SCHEME, BEARER_SCHEME, requestSchemas, responseSchemas } from './schemas.js'
+import { notServedOperation, serverApiOperation, type ServerApiDocs } from './openapi.js'
+import { replySchema, requestSchemas } from './schemas.js'
 
 // Centrifugo's HTTP server API: `POST <prefix>/<method>` with a JSON body,
 // answered `{"result":…}` or, when the method refuses, `{"error":{"code",
@@ -21,9 +23,10 @@ import { API_KEY_SCHEME, BEARER_SCHEME, requestSchemas, responseSchemas } from '
 // a body that is not JSON, not an object, or with a value of the wrong type.
 // The routes live in their own encapsulated context: a body parser that
 // takes any content type as JSON (curl's default is a form type), and an
-// Ajv that neither coerces types nor drops unknown fields.
-
-const TAGS = ['Server API']
+// Ajv that neither coerces types nor drops unknown fields. The routes are
+// documented for @fastify/swagger as the plugin's other routes are
+// (openapi.ts): their schemas hold only what Fastify validates and
+// serializes with.
 
 /** Registers the server API's routes under `serverApi.prefix`. */
 export async function registerServerApi (parent: FastifyInstance, options: ResolvedOptions, context: ServerApiContext, metrics: FanoutMetrics): Promise<void> {
@@ -33,9 +36,17 @@ export async function registerServerApi (parent: FastifyInstance, options: Resol
   type Route = RouteOptions<RawServerDefault, IncomingMessage, ServerResponse, RouteGenericInterface, { serverApiMethod: string }>
   const methods = createMethods(context)
   const keyMatches = settings.key === undefined ? undefined : keyMatcher(settings.key)
-  const security: Array<Record<string, never[]>> = keyMatches === undefined ? [{ [BEARER_SCHEME]: [] }] : [{ [API_KEY_SCHEME]: [] }, { [BEARER_SCHEME]: [] }]
+  // RFC 7235: a 401 names the schemes that would do.
+  const challenges = keyMatches === undefined ? 'Bearer' : 'apikey, Bearer'
+  const docs: ServerApiDocs = { prefix, keyed: keyMatches !== undefined, scopeClaim: options.scopeClaim, scope: options.broadcastScope, bodyLimit: options.bodyLimit }
   // Each request's outcome for the metric, when the handler decided it.
   const outcomes = new WeakMap<FastifyRequest, string>()
+
+  /** A refused or missing key: a 401 naming the schemes that would do. */
+  function keyRefused (reply: FastifyReply, error: Error): Error {
+    reply.header('www-authenticate', challenges)
+    return error
+  }
 
   async function authenticate (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const { headers } = request
@@ -43,11 +54,11 @@ export async function registerServerApi (parent: FastifyInstance, options: Resol
     const apiKey = headers['x-api-key'] ?? (authorization !== undefined && /^\s*apikey(?:\s|$)/i.test(authorization) ? authorization.trim().split(/\s+/) : undefined)
     if (apiKey !== undefined) {
       if (keyMatches === undefined) {
-        throw new ApiKeyInvalidError(`this server takes no API key (serverApi.key is not set): send \`Authorization: Bearer <jwt>\` with the \`${options.broadcastScope}\` scope`)
+        throw keyRefused(reply, new ApiKeyInvalidError(`this server takes no API key (serverApi.key is not set): send \`Authorization: Bearer <jwt>\` with the \`${options.broadcastScope}\` scope`))
       }
       const given = typeof apiKey === 'string' ? apiKey : apiKey.length === 2 ? apiKey[1] : undefined
-      if (given === undefined) throw new ApiKeyInvalidError(Array.isArray(headers['x-api-key']) ? 'X-API-Key was sent more than once' : 'the Authorization header is not `apikey <key>`')
-      if (!keyMatches(given)) throw new ApiKeyInvalidError(`${headers['x-api-key'] === undefined ? 'the key of `Authorization: apikey`' : 'X-API-Key'} does not match serverApi.key`)
+      if (given === undefined) throw keyRefused(reply, new ApiKeyInvalidError(Array.isArray(headers['x-api-key']) ? 'X-API-Key was sent more than once' : 'the Authorization header is not `apikey <key>`'))
+      if (!keyMatches(given)) throw keyRefused(reply, new ApiKeyInvalidError(`${headers['x-api-key'] === undefined ? 'the key of `Authorization: apikey`' : 'X-API-Key'} does not match serverApi.key`))
       return
     }
     if (hasBearerScheme(request)) {
@@ -55,9 +66,9 @@ export async function registerServerApi (parent: FastifyInstance, options: Resol
       return
     }
     if (/[?&;]api_key=/.test(request.url)) {
-      throw new ApiKeyInvalidError('the api_key query parameter is not accepted (query strings end up in logs): send the key in X-API-Key')
+      throw keyRefused(reply, new ApiKeyInvalidError('the api_key query parameter is not accepted (query strings end up in logs): send the key in X-API-Key'))
     }
-    throw new ApiCredentialsMissingError(options.broadcastScope)
+    throw keyRefused(reply, new ApiCredentialsMissingError(options.broadcastScope))
   }
 
   function answer (request: FastifyRequest, reply: FastifyReply, method: string, outcome: MethodResult | ApiError): FastifyReply {
@@ -106,16 +117,9 @@ export async function registerServerApi (parent: FastifyInstance, options: Resol
         url: `${prefix}/${method}`,
         bodyLimit: options.bodyLimit,
         logSerializers: serializers,
-        config: { serverApiMethod: method },
+        config: { ...documented(scope.log, () => serverApiOperation(method, docs)), serverApiMethod: method },
         attachValidation: true,
-        schema: openApi({
-          summary: `Centrifugo's ${method}`,
-          description: (requestSchemas[method] as { description: string }).description,
-          tags: TAGS,
-          security,
-          body: requestSchemas[method],
-          response: responseSchemas(method)
-        }),
+        schema: { body: requestSchemas[method], response: { 200: replySchema(method) } },
         async handler (request, reply) {
           let outcome: MethodResult | ApiError
           try {
@@ -141,12 +145,11 @@ export async function registerServerApi (parent: FastifyInstance, options: Resol
     // under the prefix gets that answer here, naming the methods there are.
     // At the root, such a catch-all would take the app's own routes.
     if (prefix !== '') {
-      const unknown: Omit<Route, 'url'> = {
+      const unknown: Omit<Route, 'url' | 'config'> = {
         method: 'POST',
         bodyLimit: options.bodyLimit,
         logSerializers: serializers,
-        config: { serverApiMethod: 'unknown' },
-        schema: openApi({ summary: 'A method the server API does not have', tags: TAGS, security, response: responseSchemas(undefined) }),
+        schema: { response: { 200: replySchema(undefined) } },
         async handler (request, reply) {
           const name = (request.params as { method?: string }).method ?? ''
           const why = UNSUPPORTED_METHODS[name]
@@ -156,18 +159,10 @@ export async function registerServerApi (parent: FastifyInstance, options: Resol
           return answer(request, reply, name, notFound(detail))
         }
       }
-      scope.route({ ...unknown, url: prefix })
-      scope.route({ ...unknown, url: `${prefix}/:method` })
+      scope.route({ ...unknown, url: prefix, config: { ...documented(scope.log, () => notServedOperation('endpoint', docs)), serverApiMethod: 'unknown' } })
+      scope.route({ ...unknown, url: `${prefix}/:method`, config: { ...documented(scope.log, () => notServedOperation('method', docs)), serverApiMethod: 'unknown' } })
     }
   })
-}
-
-/**
- * A route schema with the OpenAPI keywords @fastify/swagger reads (summary,
- * tags, security), which Fastify passes through but does not type.
- */
-function openApi (schema: FastifySchema & { summary: string, description?: string, tags: string[], security: Array<Record<string, never[]>> }): FastifySchema {
-  return schema
 }
 
 /**

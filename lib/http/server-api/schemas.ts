@@ -7,27 +7,8 @@ import type { ServerApiMethod } from './methods.js'
 // them. Bodies are validated by the API's own Ajv (no type coercion, unknown
 // fields refused); replies go out through fast-json-stringify, except
 // history and presence, whose publication data and client info are spliced
-// in as the JSON text they were stored as.
-
-/** Names of the OpenAPI security schemes the routes list (see `serverApiSecuritySchemes`). */
-export const API_KEY_SCHEME = 'fanoutApiKey'
-export const BEARER_SCHEME = 'fanoutBearer'
-
-/** The OpenAPI security schemes the server API's routes refer to, for `components.securitySchemes`. */
-export const serverApiSecuritySchemes = {
-  [API_KEY_SCHEME]: {
-    type: 'apiKey',
-    in: 'header',
-    name: 'X-API-Key',
-    description: 'The key of `serverApi.key` (also accepted as `Authorization: apikey <key>`)'
-  },
-  [BEARER_SCHEME]: {
-    type: 'http',
-    scheme: 'bearer',
-    bearerFormat: 'JWT',
-    description: 'A JWT holding the broadcast scope (`broadcastScope` in `scopeClaim`), verified as `POST /broadcast` verifies it'
-  }
-} as const
+// in as the JSON text they were stored as. The OpenAPI document is built
+// from the same schemas (openapi.ts).
 
 const channel = { type: 'string', description: 'Channel name (its namespace is the part before the first `:`)' } as const
 const user = { type: 'string', description: 'User id' } as const
@@ -60,7 +41,8 @@ const streamPosition = {
 const notSupportedObject = (what: string): object => ({ type: 'object', ...unsupported(what) })
 
 function request (description: string, required: readonly string[], properties: Record<string, object>): object {
-  return { type: 'object', description, additionalProperties: false, required, properties }
+  // No `required: []`: OpenAPI 3.0 does not allow an empty list.
+  return { type: 'object', description, additionalProperties: false, ...(required.length > 0 ? { required } : {}), properties }
 }
 
 /** Request bodies, by method. */
@@ -120,7 +102,7 @@ export const requestSchemas: Record<ServerApiMethod, object> = {
   info: request('The instances and their counts', [], {})
 }
 
-const errorSchema = {
+export const errorSchema = {
   type: 'object',
   description: 'Why the method did not run: Centrifugo\'s error code and a message',
   required: ['code', 'message'],
@@ -135,7 +117,7 @@ const position = {
   epoch: { type: 'string', description: 'Epoch of the channel\'s stream (channels with history)' }
 } as const
 
-const publishResult = { type: 'object', description: 'Where the publication stands in the channel\'s stream (empty without history)', properties: position } as const
+export const publishResult = { type: 'object', description: 'Where the publication stands in the channel\'s stream (empty without history)', properties: position } as const
 
 const clientInfo = {
   type: 'object',
@@ -146,7 +128,7 @@ const clientInfo = {
 const empty = { type: 'object', description: 'Empty', properties: {} } as const
 
 /** The `result` of each method. */
-const results: Record<ServerApiMethod, object> = {
+export const results: Record<ServerApiMethod, object> = {
   publish: publishResult,
   broadcast: {
     type: 'object',
@@ -219,30 +201,15 @@ const results: Record<ServerApiMethod, object> = {
   }
 }
 
-/** Fastify's error reply (`@fastify/error`), for the refusals that are not Centrifugo API errors. */
-const httpError = (description: string): object => ({
-  type: 'object',
-  description,
-  required: ['statusCode', 'error', 'message'],
-  properties: {
-    statusCode: { type: 'integer' },
-    code: { type: 'string', description: 'A stable FST_FANOUT_* (or Fastify FST_ERR_*) code' },
-    error: { type: 'string' },
-    message: { type: 'string' }
-  }
-})
-
-/** Replies by status code, for one method's route. */
-export function responseSchemas (method: ServerApiMethod | undefined): Record<string, object> {
+/**
+ * The schema fast-json-stringify writes a method's 200 reply with. Refusals
+ * (400, 401, 403, 413) have none: Fastify's error handler writes them, or
+ * the app's own in its own shape, which a schema here would cut down. The
+ * OpenAPI document describes every status (openapi.ts).
+ */
+export function replySchema (method: ServerApiMethod | undefined): object {
   return {
-    200: {
-      type: 'object',
-      description: 'The method\'s `result`, or the Centrifugo `error` (code and message) that kept it from running: HTTP 200 either way, as Centrifugo answers',
-      properties: method === undefined ? { error: errorSchema } : { result: results[method], error: errorSchema }
-    },
-    400: httpError('The body is not JSON, not an object, or has a value of the wrong type (FST_FANOUT_INVALID_API_REQUEST)'),
-    401: httpError('No credentials, a wrong API key or an invalid JWT (FST_FANOUT_API_CREDENTIALS_MISSING, FST_FANOUT_API_KEY_INVALID, FST_FANOUT_TOKEN_*)'),
-    403: httpError('A JWT without the broadcast scope (FST_FANOUT_SCOPE_FORBIDDEN)'),
-    413: httpError('The body is larger than `bodyLimit` (FST_ERR_CTP_BODY_TOO_LARGE)')
+    type: 'object',
+    properties: method === undefined ? { error: errorSchema } : { result: results[method], error: errorSchema }
   }
 }
