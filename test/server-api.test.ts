@@ -452,7 +452,13 @@ t.test('channel patterns: the syntax Centrifugo matches them with', async (t) =>
   t.ok(matches('+(a)|.^$', '+(a)|.^$'), 'regex characters are themselves')
   t.ok(matches('[-]', '-'))
   t.ok(matches('ü?', 'üé'))
-  for (const [pattern, problem] of [['[a', /`\[` is not closed/], ['{a,b', /`\{` is not closed/], ['a\\', /lone/], ['[z-a]', /runs backwards/], ['[]', /`\[\]` holds nothing/]] as const) {
+  t.ok(matches('*{a,b}*x', 'zzbzzx'))
+  t.notOk(matches('*{a,b}*x', 'zzczzx'))
+  // Every instance runs the pattern over every channel it holds: a pattern
+  // that makes a backtracking matcher run for hours must finish at once here.
+  t.notOk(matches('*a'.repeat(40) + 'b', 'a'.repeat(500)), 'no catastrophic backtracking')
+  t.ok(matches('*a'.repeat(40), 'a'.repeat(500)))
+  for (const [pattern, problem] of [['[a', /`\[` is not closed/], ['{a,b', /`\{` is not closed/], ['a\\', /lone/], ['[z-a]', /runs backwards/], ['[]', /`\[\]` holds nothing/], ['*'.repeat(513), /longer than 512/]] as const) {
     const compiled = compileChannelPattern(pattern)
     t.match(typeof compiled === 'function' ? '' : compiled.problem, problem, pattern)
   }
