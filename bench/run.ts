@@ -70,7 +70,6 @@ async function fanOut (server: ChildProcess, workers: ChildProcess[], connection
 }
 
 async function measurePeer (peer: string): Promise<Record<string, unknown>> {
-  const loadAverage = Math.round((loadavg()[0] ?? 0) * 100) / 100
   const server = spawn(`./servers/${peer}.ts`, { JWT_SECRET: SECRET })
   const [ready] = await once(server, 'message') as [{ port: number, name: string }]
   const before = await ask<{ rss: number, heapUsed: number }>(server, { cmd: 'memory' })
@@ -108,8 +107,6 @@ async function measurePeer (peer: string): Promise<Record<string, unknown>> {
   const connections = after.connections
   const result = {
     server: ready.name,
-    // Other work on the machine skews every figure; this shows how busy it was.
-    load_average_1m_at_start: loadAverage,
     connections,
     failed_connections: report.failed,
     // Offered: WORKERS x CONNECT_RATE connections/s; fastify-fanout verifies a JWT on each.
@@ -137,6 +134,9 @@ async function measurePeer (peer: string): Promise<Record<string, unknown>> {
   return result
 }
 
+// Other work on the machine skews every figure; this shows how busy it was
+// before the run added its own processes.
+const loadAverage = Math.round((loadavg()[0] ?? 0) * 100) / 100
 const results: Array<Record<string, unknown>> = []
 for (const peer of PEERS) {
   process.stderr.write(`measuring ${peer}...\n`)
@@ -156,7 +156,7 @@ for (const result of results) {
 const output = {
   benchmark: 'fan-out to many WebSocket connections',
   command: 'npm run bench',
-  machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
+  machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version, load_average_1m_at_start: loadAverage },
   load: { pattern: PATTERN, users: USERS, connections: CONNECTIONS, load_generator_processes: WORKERS, seconds_per_run: SECONDS, quiet_rate_per_s: QUIET_RATE, burst_rate_per_s: BURST_RATE, burst: 10, message_bytes: SIZE },
   results
 }
