@@ -51,6 +51,10 @@ export const TooManyUserConnectionsError = createError<[number]>(
   'FST_FANOUT_TOO_MANY_USER_CONNECTIONS',
   'This user already holds %d connections, the most allowed', 429, Error, NO_STACK
 )
+export const UnsupportedSubprotocolError = createError<[string, string]>(
+  'FST_FANOUT_UNSUPPORTED_SUBPROTOCOL',
+  'None of the offered WebSocket subprotocols (%s) is spoken here: offer %s, or none', 400, Error, NO_STACK
+)
 export const ShuttingDownError = createError(
   'FST_FANOUT_SHUTTING_DOWN', 'This instance is shutting down: reconnect to another one', 503, Error, NO_STACK
 )

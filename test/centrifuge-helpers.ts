@@ -2,10 +2,72 @@ import { once } from 'node:events'
 import Fastify, { type FastifyServerOptions } from 'fastify'
 import type { Test } from 'tap'
 import { Centrifuge, type Options, type Subscription, type SubscriptionOptions } from 'centrifuge'
+import { Centrifuge as ProtobufCentrifuge } from 'centrifuge/build/protobuf'
 import { WebSocket } from 'ws'
+import { BinaryReader } from '@bufbuild/protobuf/wire'
+import * as pb from '../lib/protocols/centrifuge/proto/client.js'
 import { CentClient } from 'cent.js'
 import fanout, { type FanoutOptions } from '../lib/index.js'
 import { build, SECRET, type Built } from './helpers.js'
+
+/**
+ * Which build of the SDK the SDK-driven tests run: the JSON one, or with
+ * FANOUT_TEST_SDK=protobuf (test/protobuf/) the Protobuf one, which the
+ * Dart, Swift and Java SDKs' protocol is. Both runs are the same tests.
+ */
+export const SDK_CODEC: 'json' | 'protobuf' = process.env.FANOUT_TEST_SDK === 'protobuf' ? 'protobuf' : 'json'
+
+/** Options of a test that reads or writes JSON frames itself: skipped in the Protobuf run (test/centrifuge-protobuf.test.ts covers the binary wire). */
+export const JSON_WIRE_ONLY = { skip: SDK_CODEC === 'protobuf' ? 'reads or writes JSON frames itself' : false } as const
+
+/** A payload as the Protobuf SDK sends it: raw bytes, here the JSON text of a value (as apps on the Protobuf SDKs do). */
+function bytesOf (data: unknown): Uint8Array {
+  return data instanceof Uint8Array ? data : Buffer.from(JSON.stringify(data ?? null))
+}
+
+/**
+ * What the Protobuf SDK hands the app, with every payload (`data`,
+ * `connInfo`, `chanInfo`: raw bytes there) read back as the JSON value it
+ * holds, in place: the same values the JSON SDK hands over, so one test
+ * asserts both. Empty bytes (the field was not sent) become undefined.
+ */
+function jsonView<T> (value: T, seen = new Set<object>()): T {
+  if (value === null || typeof value !== 'object' || seen.has(value)) return value
+  seen.add(value)
+  const record = value as Record<string, unknown>
+  for (const key of new Set([...Object.keys(record), 'data', 'connInfo', 'chanInfo'])) {
+    const field = record[key]
+    if (field instanceof Uint8Array) record[key] = field.length === 0 ? undefined : JSON.parse(Buffer.from(field).toString())
+    else if (typeof field === 'object' && field !== null) jsonView(field, seen)
+  }
+  return value
+}
+
+/** The Protobuf build of the SDK, with JSON values in and out (see jsonView). */
+class JsonOverProtobuf extends ProtobufCentrifuge {
+  override emit (event: any, ...args: any[]): boolean {
+    return super.emit(event, ...args.map((arg) => jsonView(arg)))
+  }
+
+  override async publish (channel: string, data: any): Promise<any> { return await super.publish(channel, bytesOf(data)) }
+  override async send (data: any): Promise<void> { await super.send(bytesOf(data)) }
+  override async rpc (method: string, data: any): Promise<any> { return jsonView(await super.rpc(method, bytesOf(data))) }
+  override async history (channel: string, options?: any): Promise<any> { return jsonView(await super.history(channel, options)) }
+  override async presence (channel: string): Promise<any> { return jsonView(await super.presence(channel)) }
+
+  override newSubscription (channel: string, options?: Partial<SubscriptionOptions>): any {
+    const sub = super.newSubscription(channel, options) as any
+    const { emit, publish, history, presence } = sub
+    sub.emit = (event: string, ...args: any[]) => emit.call(sub, event, ...args.map((arg) => jsonView(arg)))
+    sub.publish = async (data: any) => await publish.call(sub, bytesOf(data))
+    sub.history = async (options: any) => jsonView(await history.call(sub, options))
+    sub.presence = async () => jsonView(await presence.call(sub))
+    return sub
+  }
+}
+
+/** The SDK class the tests construct. */
+const SdkClient: typeof Centrifuge = SDK_CODEC === 'protobuf' ? JsonOverProtobuf as unknown as typeof Centrifuge : Centrifuge
 
 /** The Centrifugo endpoint's URL on a built app. */
 export function sdkUrl (built: Built, path = '/connection/websocket'): string {
@@ -109,7 +171,7 @@ const SUBSCRIPTION_EVENTS = ['subscribing', 'subscribed', 'unsubscribed', 'error
 
 /** A real centrifuge-js client (ws as its WebSocket: Node 20 has none), short timeouts, disconnected when the test ends. */
 export function sdk (t: Test, url: string, options: Partial<Options> = {}): { client: Centrifuge, events: Recorder } {
-  const client = new Centrifuge(url, {
+  const client = new SdkClient(url, {
     websocket: WebSocket,
     timeout: 3000,
     minReconnectDelay: 50,
@@ -158,7 +220,7 @@ export async function rawClient (t: Test, url: string, protocols?: string[]): Pr
   }
 }
 
-/** What a recording WebSocket saw: every text frame received and sent, in order. */
+/** What a recording WebSocket saw: every frame received and sent, in order, as JSON text (Protobuf frames decoded). */
 export interface Wire {
   /** The class to give the SDK as its `websocket` option. */
   readonly WebSocket: new (address: string | URL, protocols?: string | string[]) => WebSocket
@@ -175,15 +237,41 @@ export function wire (): Wire {
   class Recording extends WebSocket {
     constructor (address: string | URL, protocols?: string | string[]) {
       super(address, protocols)
-      this.on('message', (data: Buffer) => { received.push(data.toString()) })
+      // The Protobuf SDK sets binaryType 'arraybuffer' once the socket is made.
+      this.on('message', (data: Buffer | ArrayBuffer, isBinary: boolean) => {
+        received.push(isBinary ? protobufAsJson(Buffer.from(data as Uint8Array), pb.Reply) : data.toString())
+      })
     }
 
     override send (data: any, options?: any, callback?: any): void {
-      sent.push(String(data))
+      sent.push(typeof data === 'string' ? data : protobufAsJson(Buffer.from(data as Uint8Array), pb.Command))
       super.send(data, options, callback)
     }
   }
   return { WebSocket: Recording, received, sent, lines: () => received.flatMap((frame) => frame.split('\n')) }
+}
+
+/**
+ * A Protobuf frame as the JSON protocol would carry it: one line per
+ * message, fields with their zero value left out, payload bytes as the
+ * JSON they hold. Tests that read the wire then read either codec's.
+ */
+export function protobufAsJson (frame: Buffer, type: { decode: (reader: BinaryReader, length: number) => unknown }): string {
+  const reader = new BinaryReader(frame)
+  const lines: string[] = []
+  while (reader.pos < reader.len) lines.push(JSON.stringify(asJson(type.decode(reader, reader.uint32())) ?? {}))
+  return lines.join('\n')
+}
+
+function asJson (value: unknown): unknown {
+  if (value instanceof Uint8Array) return value.length === 0 ? undefined : JSON.parse(Buffer.from(value).toString())
+  if (value instanceof Map) value = Object.fromEntries(value)
+  if (Array.isArray(value)) return value.length === 0 ? undefined : value.map(asJson)
+  if (typeof value === 'object' && value !== null) {
+    const entries = Object.entries(value).map(([key, field]) => [key, asJson(field)] as const).filter(([, field]) => field !== undefined)
+    return Object.fromEntries(entries)
+  }
+  return value === 0 || value === '' || value === false ? undefined : value
 }
 
 /**

@@ -1,7 +1,9 @@
 import { once } from 'node:events'
+import type { IncomingMessage } from 'node:http'
 import t from 'tap'
+import { WebSocket } from 'ws'
 import { token } from './helpers.js'
-import { buildCentrifuge, rawClient, sdk, subscribed, subscription } from './centrifuge-helpers.js'
+import { buildCentrifuge, JSON_WIRE_ONLY, rawClient, sdk, subscribed, subscription } from './centrifuge-helpers.js'
 
 // The Centrifugo client protocol endpoint, driven by the real centrifuge-js SDK.
 
@@ -88,7 +90,7 @@ t.test('a token not refreshed in time closes with 3005 and the SDK reconnects', 
   t.equal(connecting.code, 3005)
 })
 
-t.test('a socket that sends no connect is closed with 3502 (stale)', async (t) => {
+t.test('a socket that sends no connect is closed with 3502 (stale)', JSON_WIRE_ONLY, async (t) => {
   const built = await buildCentrifuge(t)
   const raw = await rawClient(t, built.sdkUrl)
   const [code, reason] = await raw.closed
@@ -96,7 +98,7 @@ t.test('a socket that sends no connect is closed with 3502 (stale)', async (t) =
   t.equal(reason, 'stale')
 })
 
-t.test('pings: the server sends {} and the SDK answers; a client that does not answer is closed with 3012', async (t) => {
+t.test('pings: the server sends {} and the SDK answers; a client that does not answer is closed with 3012', JSON_WIRE_ONLY, async (t) => {
   const built = await buildCentrifuge(t)
   const { client, events } = sdk(t, built.sdkUrl, { token: token() })
   client.connect()
@@ -113,7 +115,7 @@ t.test('pings: the server sends {} and the SDK answers; a client that does not a
   t.equal(events.all('connecting').length, 1, 'the SDK answered every ping and stayed connected')
 })
 
-t.test('batches: connect and subscribe in one frame are answered in order; a frame that is not the protocol closes with 3501', async (t) => {
+t.test('batches: connect and subscribe in one frame are answered in order; a frame that is not the protocol closes with 3501', JSON_WIRE_ONLY, async (t) => {
   const built = await buildCentrifuge(t)
   const raw = await rawClient(t, built.sdkUrl)
   raw.ws.send(JSON.stringify({ id: 1, connect: { token: token() } }) + '\n' + JSON.stringify({ id: 2, subscribe: { channel: 'news' } }) + '\n' + JSON.stringify({ id: 3, frobnicate: {} }))
@@ -128,7 +130,7 @@ t.test('batches: connect and subscribe in one frame are answered in order; a fra
   t.equal(code, 3501)
 })
 
-t.test('commands before connect close with 3501', async (t) => {
+t.test('commands before connect close with 3501', JSON_WIRE_ONLY, async (t) => {
   const built = await buildCentrifuge(t)
   const raw = await rawClient(t, built.sdkUrl)
   raw.ws.send(JSON.stringify({ id: 1, subscribe: { channel: 'news' } }))
@@ -136,14 +138,26 @@ t.test('commands before connect close with 3501', async (t) => {
   t.equal(code, 3501)
 })
 
-t.test('the protobuf subprotocol is refused with 3506; centrifuge-json is echoed', async (t) => {
+t.test('subprotocols: centrifuge-json is echoed, centrifuge-protobuf is spoken, one neither of ours is refused with 400', JSON_WIRE_ONLY, async (t) => {
   const built = await buildCentrifuge(t)
-  const protobuf = await rawClient(t, built.sdkUrl, ['centrifuge-protobuf'])
-  const [code, reason] = await protobuf.closed
-  t.equal(code, 3506)
-  t.equal(reason, 'protobuf not supported')
   const json = await rawClient(t, built.sdkUrl, ['centrifuge-json'])
   t.equal(json.ws.protocol, 'centrifuge-json')
+  const both = await rawClient(t, built.sdkUrl, ['centrifuge-protobuf', 'centrifuge-json'])
+  t.equal(both.ws.protocol, 'centrifuge-json', 'JSON when a client offers both')
+  const protobuf = await rawClient(t, built.sdkUrl, ['centrifuge-protobuf'])
+  t.equal(protobuf.ws.protocol, 'centrifuge-protobuf')
+  const refused = new WebSocket(built.sdkUrl, ['mqtt', 'wamp.2.json'])
+  refused.on('error', () => {}) // ws reports the refused handshake when it is torn down below
+  const [, response] = await once(refused, 'unexpected-response') as [unknown, IncomingMessage]
+  t.equal(response.statusCode, 400)
+  let body = ''
+  for await (const chunk of response) body += String(chunk)
+  t.match(JSON.parse(body), {
+    code: 'FST_FANOUT_UNSUPPORTED_SUBPROTOCOL',
+    message: 'None of the offered WebSocket subprotocols ("mqtt, wamp.2.json") is spoken here: offer centrifuge-json or centrifuge-protobuf, or none'
+  })
+  refused.terminate()
+  t.match(await built.app.inject('/metrics').then((response) => response.body), /fanout_connections_rejected_total\{reason="protocol"\} 1/)
 })
 
 t.test('a user over maxConnectionsPerUser is closed with 3504 (final)', async (t) => {
@@ -372,7 +386,7 @@ t.test('each endpoint holds its clients to its own frame limit: 64 KiB here, max
   t.equal((await raw.closed)[0], 1009, 'past 64 KiB: 1009')
 })
 
-t.test('commands piling up behind a slow one are bounded: past 1024 waiting, close 3013', async (t) => {
+t.test('commands piling up behind a slow one are bounded: past 1024 waiting, close 3013', JSON_WIRE_ONLY, async (t) => {
   let release: () => void = () => {}
   const gate = new Promise<void>((resolve) => { release = resolve })
   const built = await buildCentrifuge(t, {

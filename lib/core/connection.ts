@@ -4,7 +4,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { assertCloseArguments, CloseCode, type CloseTable, type ServerCloseReason } from './close-codes.js'
 import type { Flusher } from './flusher.js'
 import type { HousekeepingView } from './housekeeping.js'
-import { textFrame, type OutboundFrame } from './frame.js'
+import { dataFrame, type OutboundFrame } from './frame.js'
 import type { WireProtocol } from './protocol.js'
 import type { FanoutMetrics } from '../metrics.js'
 import type { Registry } from './registry.js'
@@ -180,8 +180,8 @@ export class Connection implements FanoutConnection {
   }
 
   /**
-   * Queues a payload for this connection alone (a reply), framed as one text
-   * frame. A client that asks and does not read (a history of 300
+   * Queues a payload for this connection alone (a reply), framed as one
+   * frame of its protocol (text or binary). A client that asks and does not read (a history of 300
    * publications per command, 50 commands a second) would have the server
    * buffer without end: past `maxBufferedBytes` unsent it is closed as a
    * slow consumer, whatever the slowConsumer policy (a reply cannot be
@@ -194,7 +194,7 @@ export class Connection implements FanoutConnection {
       this.closeFor('slowConsumer')
       return
     }
-    this.#enqueue(textFrame(payload))
+    this.#enqueue(dataFrame(payload, this.#context.protocol.binary))
   }
 
   /** Bytes queued here or in the socket, not yet taken by the kernel. */

@@ -14,9 +14,12 @@ export interface FrameCompression {
   readonly level: number
 }
 
+const TEXT = 1
+const BINARY = 2
+
 /**
  * One message as WebSocket frames, built once and shared by every connection
- * it goes to: the plain text frame, and, for connections that negotiated
+ * it goes to: the plain (text or binary) frame, and, for connections that negotiated
  * permessage-deflate, one compressed frame per negotiated window size. No
  * context takeover is negotiated, so the compressed bytes do not depend on
  * what a connection received before and can be shared.
@@ -24,17 +27,19 @@ export interface FrameCompression {
 export class OutboundFrame {
   readonly payload: Buffer
   readonly #compression: FrameCompression | false
+  readonly #binary: boolean
   #plain: Buffer | undefined
   #deflated: Map<number, Buffer | null> | undefined
 
-  constructor (payload: Buffer, compression: FrameCompression | false) {
+  constructor (payload: Buffer, compression: FrameCompression | false, binary = false) {
     this.payload = payload
     this.#compression = compression
+    this.#binary = binary
   }
 
-  /** The uncompressed text frame: header and payload in one Buffer. */
+  /** The uncompressed frame: header and payload in one Buffer. */
   plain (): Buffer {
-    this.#plain ??= textFrame(this.payload)
+    this.#plain ??= dataFrame(this.payload, this.#binary)
     return this.#plain
   }
 
@@ -52,7 +57,7 @@ export class OutboundFrame {
       const deflated = deflateRawSync(this.payload, { level: compression.level, windowBits, finishFlush: constants.Z_SYNC_FLUSH })
       const body = deflated.subarray(0, deflated.length - DEFLATE_TAIL)
       frame = body.length < this.payload.length
-        ? Buffer.concat(Sender.frame(body, { fin: true, opcode: 1, mask: false, readOnly: false, rsv1: true }))
+        ? Buffer.concat(Sender.frame(body, { fin: true, opcode: this.#binary ? BINARY : TEXT, mask: false, readOnly: false, rsv1: true }))
         : null
       this.#deflated.set(windowBits, frame)
     }
@@ -60,7 +65,7 @@ export class OutboundFrame {
   }
 }
 
-/** One unmasked, uncompressed text frame: header and payload in one Buffer. */
-export function textFrame (payload: Buffer): Buffer {
-  return Buffer.concat(Sender.frame(payload, { fin: true, opcode: 1, mask: false, readOnly: false, rsv1: false }))
+/** One unmasked, uncompressed text (or binary) frame: header and payload in one Buffer. */
+export function dataFrame (payload: Buffer, binary = false): Buffer {
+  return Buffer.concat(Sender.frame(payload, { fin: true, opcode: binary ? BINARY : TEXT, mask: false, readOnly: false, rsv1: false }))
 }

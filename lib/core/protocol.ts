@@ -10,6 +10,8 @@ import { OutboundFrame, type FrameCompression } from './frame.js'
 export interface WireProtocol {
   /** This protocol's place in a delivery's frame cache: 0, 1, ... (below MAX_PROTOCOLS). */
   readonly slot: number
+  /** Whether its frames are binary (text otherwise). */
+  readonly binary: boolean
   /**
    * Whether its clients recover what they missed from history once the
    * backplane is back (so a backplane loss closes them only when it ends).
@@ -38,7 +40,7 @@ export class DeliveryFrames {
     let frame = this.#frames[protocol.slot]
     if (frame === undefined) {
       const payload = protocol.encode(this.#envelope)
-      frame = payload === undefined ? null : new OutboundFrame(payload, this.#compression)
+      frame = payload === undefined ? null : new OutboundFrame(payload, this.#compression, protocol.binary)
       this.#frames[protocol.slot] = frame
     }
     return frame

@@ -379,9 +379,10 @@ t.test('random frames against the real endpoint: every command answered or the r
     try {
       await once(probe.ws, 'open')
       if (protocol === 'centrifuge-protobuf') {
-        // Not spoken: closed before anything is read.
-        if (await probe.next() !== 'closed' || probe.closed?.[0] !== 3506) throw new Error(`protobuf: ${String(probe.closed)}`)
-        count('close 3506')
+        // A Protobuf connection that sends JSON text: the protocol is broken (3501), before any command.
+        probe.ws.send(JSON.stringify({ id: 1, connect: { token: token({ sub: USER }) } }))
+        if (await probe.next() !== 'closed' || probe.closed?.[0] !== 3501) throw new Error(`protobuf: ${String(probe.closed)}`)
+        count('close 3501 (text on protobuf)')
         return
       }
       probe.ws.send(JSON.stringify({ id: 1, connect: { token: token({ sub: USER }), name: 'fuzz' } }))

@@ -7,20 +7,42 @@ import type { Housekeeping } from '../../core/housekeeping.js'
 import type { Registry } from '../../core/registry.js'
 import type { Channels } from '../../channels/channels.js'
 import type { Subscription } from '../../channels/subscription.js'
-import { OriginForbiddenError, ShuttingDownError, TooManyConnectionsError, UpgradeRequiredError } from '../../errors.js'
+import { OriginForbiddenError, ShuttingDownError, TooManyConnectionsError, UnsupportedSubprotocolError, UpgradeRequiredError } from '../../errors.js'
 import type { FanoutMetrics } from '../../metrics.js'
 import type { ResolvedOptions } from '../../options.js'
 import { serializers } from '../../redact.js'
 import { centrifugeEndpointOperation, documented } from '../../http/openapi.js'
+import type { ClientCodec } from './codec.js'
 import { DisconnectCode } from './codes.js'
-import { CommandParser } from './commands.js'
-import { CENTRIFUGE_CLOSES, CENTRIFUGE_PROTOCOL, PING_PAYLOAD } from './protocol.js'
+import { createJsonCodec } from './json-codec.js'
+import { createProtobufCodec } from './protobuf-codec.js'
+import { CENTRIFUGE_CLOSES } from './protocol.js'
 import { Session, type SessionContext } from './session.js'
 
 /** The subprotocol the JSON SDKs may offer; echoed when offered. */
 export const JSON_SUBPROTOCOL = 'centrifuge-json'
-/** The Protobuf SDKs' subprotocol: not spoken yet, refused with 3506. */
+/** The subprotocol the Protobuf SDKs (Dart, Swift, Java, centrifuge-js's protobuf build) offer. */
 export const PROTOBUF_SUBPROTOCOL = 'centrifuge-protobuf'
+
+/**
+ * Which codec a connection speaks: Protobuf when it offered only
+ * `centrifuge-protobuf` among ours, or asked for it in the query string
+ * (`?format=protobuf` or `?cf_protocol=protobuf`, for clients that cannot
+ * offer subprotocols); JSON otherwise, also when it offered none.
+ */
+function wantsProtobuf (request: FastifyRequest, offered: readonly string[]): boolean {
+  if (offered.includes(PROTOBUF_SUBPROTOCOL)) return !offered.includes(JSON_SUBPROTOCOL)
+  if (offered.length > 0) return false
+  const query = request.query as Record<string, unknown> | undefined
+  return query?.format === 'protobuf' || query?.cf_protocol === 'protobuf'
+}
+
+/** The subprotocols a client offered (Sec-WebSocket-Protocol), in its order. */
+function offeredSubprotocols (request: FastifyRequest): string[] {
+  const header = request.headers['sec-websocket-protocol']
+  if (header === undefined) return []
+  return header.split(',').map((protocol) => protocol.trim()).filter((protocol) => protocol !== '')
+}
 
 export interface CentrifugeEndpointContext {
   readonly options: ResolvedOptions
@@ -56,12 +78,15 @@ export function registerCentrifugeEndpoint (scope: FastifyInstance, context: Cen
   let sessionContext: SessionContext | undefined
 
   const sessionOf = (connection: Connection): Session | undefined => (connection as SessionHolder)[kSession]
-  const connectionContext: ConnectionContext = {
+  const json = createJsonCodec()
+  const protobuf = createProtobufCodec()
+  // One connection context per codec: the protocol (text or binary frames,
+  // its shared pushes) and the ping are the codec's, everything else is shared.
+  const connectionContexts = new Map<ClientCodec, ConnectionContext>()
+  const sharedContext: Omit<ConnectionContext, 'protocol' | 'pingPayload'> = {
     ...context.connections,
     maxPayload: settings.maxPayload,
-    protocol: CENTRIFUGE_PROTOCOL,
     closes: CENTRIFUGE_CLOSES,
-    pingPayload: PING_PAYLOAD,
     receive (connection, data, isBinary) {
       sessionOf(connection)?.receive(data, isBinary)
     },
@@ -73,6 +98,7 @@ export function registerCentrifugeEndpoint (scope: FastifyInstance, context: Cen
       sessionOf(connection)?.closed()
     }
   }
+  for (const codec of [json, protobuf]) connectionContexts.set(codec, { ...sharedContext, protocol: codec.wire, pingPayload: codec.ping })
 
   context.housekeeping.addSweep((now) => {
     for (const connection of pending) {
@@ -92,6 +118,11 @@ export function registerCentrifugeEndpoint (scope: FastifyInstance, context: Cen
       throw new ShuttingDownError()
     }
     if (!request.ws) throw new UpgradeRequiredError(path)
+    const offered = offeredSubprotocols(request)
+    if (offered.length > 0 && !offered.includes(JSON_SUBPROTOCOL) && !offered.includes(PROTOBUF_SUBPROTOCOL)) {
+      metrics.rejected('protocol')
+      throw new UnsupportedSubprotocolError(JSON.stringify(offered.join(', ').slice(0, 200)), `${JSON_SUBPROTOCOL} or ${PROTOBUF_SUBPROTOCOL}`)
+    }
     try {
       const origin = request.headers.origin
       if (origin !== undefined && !options.origins(origin, request.host, request.protocol)) {
@@ -119,24 +150,18 @@ export function registerCentrifugeEndpoint (scope: FastifyInstance, context: Cen
       onRpc: settings.onRpc,
       onSend: settings.onSend,
       hookTimeout: settings.hookTimeout,
-      parser: new CommandParser(),
       verify,
       subscriptionExpiry,
       pingSeconds: options.heartbeatInterval === 0 ? 0 : Math.max(1, Math.round(options.heartbeatInterval / 1000))
     }
-    const connection = new Connection(context.nextConnectionId(), socket, connectionContext)
+    const codec = wantsProtobuf(request, offeredSubprotocols(request)) ? protobuf : json
+    const connection = new Connection(context.nextConnectionId(), socket, connectionContexts.get(codec) as ConnectionContext)
     if (context.isClosing()) {
       connection.closeFor('shutdown')
       return
     }
-    if (socket.protocol === PROTOBUF_SUBPROTOCOL) {
-      // Binary frames would be misread as JSON: say so, in words the SDK reports.
-      metrics.rejected('protocol')
-      connection.closeWith(DisconnectCode.INAPPROPRIATE_PROTOCOL.code, 'protobuf not supported')
-      return
-    }
     // Pending (the stale bound, the instance limit) until connect succeeds.
-    ;(connection as SessionHolder)[kSession] = new Session(connection, sessionContext, request.headers, () => { pending.delete(connection) })
+    ;(connection as SessionHolder)[kSession] = new Session(connection, sessionContext, codec, request.headers, () => { pending.delete(connection) })
     pending.add(connection)
   }
 

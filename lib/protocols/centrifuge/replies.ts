@@ -1,5 +1,8 @@
-import type { ClientInfo, Publication } from '../../channels/types.js'
-import type { Method } from './commands.js'
+import type { ClientInfo } from '../../channels/types.js'
+import type {
+  ConnectResultFields, Expiry, HistoryResultFields, PresenceStatsResultFields, ReplyMethod,
+  Result as CodecResult, SubscribePushFields, SubscribeResultFields
+} from './codec.js'
 import type { Advice, ReplyError } from './codes.js'
 
 // Server -> client half of the Centrifugo client protocol v2 (JSON). Every
@@ -15,17 +18,12 @@ import type { Advice, ReplyError } from './codes.js'
 // as Centrifugo does; a push never has an `id` (centrifuge-js would route it
 // by channel id only, and drop it).
 
-declare const kind: unique symbol
-
 /**
  * JSON text of one result object, for `reply(id, M, …)`. Only this module's
  * builders make one, so a result is always valid JSON and always answers the
  * method it was built for (`EMPTY_RESULT` answers any).
  */
-export type Result<M extends ReplyMethod> = string & { readonly [kind]: { readonly [K in M]: true } }
-
-/** Methods that are answered (all but `send`). */
-export type ReplyMethod = Exclude<Method, 'send'>
+export type Result<M extends ReplyMethod> = string & CodecResult<M>
 
 /** The frame a server pings with; a client whose connect result said `pong: true` answers with the same. */
 export const PING = '{}'
@@ -51,23 +49,6 @@ export function errorReply (id: number, error: ReplyError): string {
 
 // ------------------------------------------------------------ results
 
-/** When a token expires: `ttl` seconds from now the client refreshes it (a refresh is due at once with 0). */
-export type Expiry = { readonly expires: true, readonly ttl: number } | { readonly expires?: false, readonly ttl?: undefined }
-
-export type ConnectResultFields = Expiry & {
-  /** This connection's id (client-visible, unique). */
-  readonly client: string
-  readonly version?: string
-  /** Any JSON value for the client's `connected` event. */
-  readonly data?: unknown
-  /** Every server-side subscription, each a `subscribeResult`: a channel missing here is unsubscribed on the client. */
-  readonly subs?: Readonly<Record<string, Result<'subscribe'>>>
-  /** Seconds between the server's pings; 0 or absent: the client checks nothing. */
-  readonly ping?: number
-  /** Whether the client answers each ping. */
-  readonly pong?: boolean
-}
-
 export function connectResult (fields: ConnectResultFields): Result<'connect'> {
   let body = `"client":${JSON.stringify(fields.client)}`
   if (fields.version !== undefined && fields.version !== '') body += `,"version":${JSON.stringify(fields.version)}`
@@ -82,23 +63,6 @@ export function connectResult (fields: ConnectResultFields): Result<'connect'> {
   return `{${body}}` as Result<'connect'>
 }
 
-export type SubscribeResultFields = Expiry & {
-  /** The client stores `epoch` and `offset` and recovers from them next time; false or absent: it stops asking. */
-  readonly recoverable?: boolean
-  readonly positioned?: boolean
-  /** Never empty on a recoverable channel: an empty epoch matches any. */
-  readonly epoch?: string
-  /** The stream's top, or the client's own offset when `recovered` (the publications move it forward). */
-  readonly offset?: number
-  /** The request had `recover`. */
-  readonly was_recovering?: boolean
-  readonly recovered?: boolean
-  /** Delivered in order after the `subscribed` event (in a connect result's `subs`: only if `recovered`). */
-  readonly publications?: readonly Publication[]
-  /** Any JSON value for the `subscribed` event. */
-  readonly data?: unknown
-}
-
 export function subscribeResult (fields: SubscribeResultFields): Result<'subscribe'> {
   let body = expiry(fields)
   if (fields.recoverable === true) body += ',"recoverable":true'
@@ -111,13 +75,6 @@ export function subscribeResult (fields: SubscribeResultFields): Result<'subscri
   return object(body) as Result<'subscribe'>
 }
 
-export interface HistoryResultFields {
-  readonly publications: readonly Publication[]
-  readonly epoch: string
-  /** The stream's top. */
-  readonly offset: number
-}
-
 export function historyResult (fields: HistoryResultFields): Result<'history'> {
   const body = (fields.publications.length > 0 ? `,"publications":${publications(fields.publications)}` : '') + position(fields.epoch, fields.offset)
   return object(body) as Result<'history'>
@@ -128,11 +85,6 @@ export function presenceResult (clients: Readonly<Record<string, ClientInfo>>): 
   const entries = Object.entries(clients)
   if (entries.length === 0) return '{"presence":{}}' as Result<'presence'>
   return `{"presence":{${entries.map(([client, info]) => `${JSON.stringify(client)}:${clientInfo(info)}`).join(',')}}}` as Result<'presence'>
-}
-
-export interface PresenceStatsResultFields {
-  readonly num_clients: number
-  readonly num_users: number
 }
 
 export function presenceStatsResult (fields: PresenceStatsResultFields): Result<'presence_stats'> {
@@ -189,14 +141,6 @@ export function leavePush (channel: string, info: ClientInfo): string {
 /** Ends a subscription (an `UnsubscribeCode` entry): from 2500 on the client subscribes again. */
 export function unsubscribePush (channel: string, advice: Advice): string {
   return `{"push":{"channel":${JSON.stringify(channel)},"unsubscribe":${advised(advice)}}}`
-}
-
-export interface SubscribePushFields {
-  readonly recoverable?: boolean
-  readonly positioned?: boolean
-  readonly epoch?: string
-  readonly offset?: number
-  readonly data?: unknown
 }
 
 /** A server-side subscription made while connected: the client's client-level `subscribed` event. */

@@ -11,12 +11,8 @@ import { depthOf, MAX_DATA_DEPTH } from '../../core/data.js'
 import type { FanoutMetrics } from '../../metrics.js'
 import type { TokenClaims } from '../../types.js'
 import { DisconnectCode, ErrorCode, UnsubscribeCode, type Advice, type ReplyError } from './codes.js'
-import type { Command, CommandParser, Requests } from './commands.js'
-import { encodePush } from './protocol.js'
-import {
-  connectResult, errorReply, historyResult, presenceResult, presenceStatsResult, refreshResult, reply,
-  rpcResult, subRefreshResult, subscribePush, subscribeResult, unsubscribePush, type Expiry, type Result
-} from './replies.js'
+import type { ClientCodec, Expiry, Result } from './codec.js'
+import type { Command, Requests } from './commands.js'
 
 /** What every session of the endpoint shares (one object). */
 export interface SessionContext {
@@ -24,7 +20,6 @@ export interface SessionContext {
   readonly channels: Channels
   readonly metrics: FanoutMetrics
   readonly log: FastifyBaseLogger
-  readonly parser: CommandParser
   /** @fastify/jwt's verifier, for tokens sent in commands. */
   readonly verify: RequestVerifier
   readonly userClaim: string
@@ -80,6 +75,8 @@ class Disconnect extends Error {
 export class Session {
   readonly connection: Connection
   readonly #context: SessionContext
+  /** JSON or Protobuf, as the connection chose at the upgrade. */
+  readonly #codec: ClientCodec
   readonly #headers: FastifyRequest['headers']
   readonly #subscriptions = new Map<string, Subscription>()
   #connected = false
@@ -97,9 +94,10 @@ export class Session {
   readonly #identified: () => void
 
   /** `identified` is told once the connection is registered (it no longer needs the stale bound). */
-  constructor (connection: Connection, context: SessionContext, headers: FastifyRequest['headers'], identified: () => void) {
+  constructor (connection: Connection, context: SessionContext, codec: ClientCodec, headers: FastifyRequest['headers'], identified: () => void) {
     this.connection = connection
     this.#context = context
+    this.#codec = codec
     // Kept for tokens verified later (refresh, subscription tokens): a key
     // provider or `trusted` callback sees the upgrade's headers.
     this.#headers = headers
@@ -111,11 +109,7 @@ export class Session {
   }
 
   receive (data: Buffer, isBinary: boolean): void {
-    if (isBinary) {
-      this.#disconnect(DisconnectCode.BAD_REQUEST, 'binary frame on the JSON protocol')
-      return
-    }
-    const frame = this.#context.parser.parse(data.toString())
+    const frame = this.#codec.parse(data, isBinary)
     if (!frame.ok) {
       this.#disconnect(DisconnectCode.BAD_REQUEST, frame.reason)
       return
@@ -133,7 +127,7 @@ export class Session {
         if (line.kind === 'pong') continue // the heartbeat saw the frame already
         if (line.kind === 'invalid') {
           this.#context.metrics.commandErrors.inc({ code: line.code })
-          this.#reply(errorReply(line.id, { code: line.code, message: line.message, temporary: false }))
+          this.#reply(this.#codec.errorReply(line.id, { code: line.code, message: line.message, temporary: false }))
           continue
         }
         await this.#run(line.command)
@@ -162,7 +156,7 @@ export class Session {
       if (!subscribe) {
         if (!this.#subscriptions.has(channel)) return
         this.#unsubscribe(channel)
-        this.#reply(unsubscribePush(channel, UnsubscribeCode.SERVER))
+        this.#reply(this.#codec.unsubscribePush(channel, UnsubscribeCode.SERVER))
         return
       }
       const lookup = this.#context.channels.settings.lookup(channel)
@@ -172,7 +166,7 @@ export class Session {
         const { subscription, position } = await this.#start(channel, lookup.namespace, {
           joinLeave: lookup.namespace.forcePushJoinLeave, chanInfo: undefined, expiresAt: Infinity, recover: undefined
         })
-        this.#reply(subscribePush(channel, { recoverable: subscription.recoverable, positioned: subscription.positioned, epoch: position?.epoch, offset: position?.offset }))
+        this.#reply(this.#codec.subscribePush(channel, { recoverable: subscription.recoverable, positioned: subscription.positioned, epoch: position?.epoch, offset: position?.offset }))
         this.#goLive()
       } catch (err) {
         this.#dropAnswered()
@@ -187,7 +181,7 @@ export class Session {
     if (this.#subscriptions.get(subscription.channel) !== subscription) return
     this.#subscriptions.delete(subscription.channel)
     this.#end(subscription)
-    this.#reply(unsubscribePush(subscription.channel, UnsubscribeCode.EXPIRED))
+    this.#reply(this.#codec.unsubscribePush(subscription.channel, UnsubscribeCode.EXPIRED))
   }
 
   async #run (command: Command): Promise<void> {
@@ -203,13 +197,13 @@ export class Session {
       this.#dropAnswered()
       if (err instanceof CommandError) {
         this.#context.metrics.commandErrors.inc({ code: err.error.code })
-        this.#reply(errorReply(command.id, err.error))
+        this.#reply(this.#codec.errorReply(command.id, err.error))
       } else if (err instanceof Disconnect) {
         this.#disconnect(err.advice, err.message)
       } else {
         this.#context.log.error({ err, connectionId: this.connection.id, method: command.method }, 'fanout: command failed')
         if (command.method === 'connect') this.#disconnect(DisconnectCode.INTERNAL, 'connect failed')
-        else if (command.method !== 'send') this.#reply(errorReply(command.id, ErrorCode.INTERNAL))
+        else if (command.method !== 'send') this.#reply(this.#codec.errorReply(command.id, ErrorCode.INTERNAL))
       }
     }
   }
@@ -230,12 +224,17 @@ export class Session {
         this.#disconnect(DisconnectCode.INSUFFICIENT_STATE, 'a gap while subscribing')
         return
       }
-      for (const envelope of pending) this.#reply(encodePush(envelope))
+      for (const envelope of pending) {
+        const push = this.#codec.wire.encode(envelope)
+        if (push !== undefined) this.#reply(push)
+      }
     }
   }
 
-  async #dispatch (command: Command): Promise<string | undefined> {
+  async #dispatch (command: Command): Promise<Buffer | undefined> {
     const { id } = command
+    const codec = this.#codec
+    const reply = codec.reply
     switch (command.method) {
       case 'connect': return reply(id, 'connect', await this.#connect(command.params))
       case 'refresh': return reply(id, 'refresh', await this.#refresh(command.params))
@@ -246,18 +245,18 @@ export class Session {
       case 'history': return reply(id, 'history', await this.#history(command.params))
       case 'presence': {
         const { channel } = this.#subscribedWith(command.params.channel, 'presence')
-        return reply(id, 'presence', presenceResult(await this.#context.channels.presence(channel)))
+        return reply(id, 'presence', codec.presenceResult(await this.#context.channels.presence(channel)))
       }
       case 'presence_stats': {
         const { channel } = this.#subscribedWith(command.params.channel, 'presence')
         const stats = await this.#context.channels.presenceStats(channel)
-        return reply(id, 'presence_stats', presenceStatsResult({ num_clients: stats.numClients, num_users: stats.numUsers }))
+        return reply(id, 'presence_stats', codec.presenceStatsResult({ num_clients: stats.numClients, num_users: stats.numUsers }))
       }
       case 'ping': return reply(id, 'ping')
       case 'rpc': {
         const onRpc = this.#context.onRpc
         if (onRpc === undefined) throw new CommandError(ErrorCode.METHOD_NOT_FOUND)
-        return reply(id, 'rpc', rpcResult(await this.#rpc(onRpc, command.params)))
+        return reply(id, 'rpc', codec.rpcResult(await this.#rpc(onRpc, command.params)))
       }
       case 'send':
         // Awaited in turn; a failure is logged (#run), never answered.
@@ -321,7 +320,7 @@ export class Session {
     context.metrics.connectionsAccepted.inc()
     this.#connected = true
     this.#identified()
-    return connectResult({ client: this.connection.id, ...expiry(claims), ping: context.pingSeconds, pong: context.pingSeconds > 0, subs })
+    return this.#codec.connectResult({ client: this.connection.id, ...expiry(claims), ping: context.pingSeconds, pong: context.pingSeconds > 0, subs })
   }
 
   /** The connection is still open and its user holds fewer than `maxConnectionsPerUser` connections. */
@@ -339,7 +338,7 @@ export class Session {
     // A refresh may extend a connection, never hand it to another user.
     if ('problem' in identified || identified.userId !== this.connection.userId) throw new Disconnect(DisconnectCode.INVALID_TOKEN)
     this.#context.registry.reschedule(this.connection, this.#expiresAt(claims))
-    return refreshResult(expiry(claims))
+    return this.#codec.refreshResult(expiry(claims))
   }
 
   /** Verifies a connection token: an expired one is error 109 (the SDK gets a new one), any other problem closes with 3500. */
@@ -386,7 +385,7 @@ export class Session {
     return results
   }
 
-  async #subscribe (id: number, params: Requests['subscribe']): Promise<string> {
+  async #subscribe (id: number, params: Requests['subscribe']): Promise<Buffer> {
     const context = this.#context
     const { channel } = params
     // Centrifugo's map and shared-poll subscriptions are not served.
@@ -417,7 +416,7 @@ export class Session {
     if (recover !== undefined && !recovered && ((params.flag ?? 0) & 2) !== 0) {
       throw new CommandError(ErrorCode.UNRECOVERABLE_POSITION) // #run ends the subscription
     }
-    return reply(id, 'subscribe', result)
+    return this.#codec.reply(id, 'subscribe', result)
   }
 
   /** Starts a subscription; it goes live when its reply is written (#goLive). */
@@ -450,7 +449,7 @@ export class Session {
     this.#context.subscriptionExpiry.add(subscription)
     const { position } = outcome
     this.#answered.push({ subscription, position })
-    const result = subscribeResult({
+    const result = this.#codec.subscribeResult({
       ...(settings.tokenClaims === undefined ? {} : expiry(settings.tokenClaims)),
       recoverable: subscription.recoverable,
       positioned: subscription.positioned,
@@ -491,7 +490,7 @@ export class Session {
     wheel.remove(subscription)
     subscription.expiresAt = this.#expiresAt(claims)
     wheel.add(subscription)
-    return subRefreshResult(expiry(claims))
+    return this.#codec.subRefreshResult(expiry(claims))
   }
 
   async #authorize (namespace: ResolvedNamespace, channel: string): Promise<void> {
@@ -518,6 +517,9 @@ export class Session {
     const rule = subscription?.namespace.publish ?? false
     if (subscription === undefined || rule === false) throw new CommandError(ErrorCode.PERMISSION_DENIED)
     const data = params.data ?? null
+    // Bytes that are not JSON, from a Protobuf client: JSON subscribers could
+    // not receive them, and channels carry JSON only (so far).
+    if (data instanceof Uint8Array) throw new CommandError(ErrorCode.BAD_REQUEST)
     if (depthOf(data, MAX_DATA_DEPTH) > MAX_DATA_DEPTH) throw new CommandError(ErrorCode.BAD_REQUEST)
     if (rule !== true && !(await this.#hook('publish', rule(this.connection, params.channel, data)))) throw new CommandError(ErrorCode.PERMISSION_DENIED)
     try {
@@ -533,7 +535,7 @@ export class Session {
     const since = params.since === undefined ? undefined : { offset: params.since.offset ?? 0, epoch: params.since.epoch ?? '' }
     const page = await this.#context.channels.history(channel, namespace, { limit: params.limit ?? 0, since, reverse: params.reverse })
     if (since !== undefined && since.epoch !== '' && since.epoch !== page.position.epoch) throw new CommandError(ErrorCode.UNRECOVERABLE_POSITION)
-    return historyResult({ publications: page.publications, epoch: page.position.epoch, offset: page.position.offset })
+    return this.#codec.historyResult({ publications: page.publications, epoch: page.position.epoch, offset: page.position.offset })
   }
 
   /** The subscription a history or presence call is about: subscribers only, and only where the namespace keeps it. */
@@ -548,8 +550,8 @@ export class Session {
     return subscription
   }
 
-  #reply (payload: string): void {
-    this.connection.reply(Buffer.from(payload))
+  #reply (payload: Buffer): void {
+    this.connection.reply(payload)
   }
 
   #disconnect (advice: Advice, detail: string): void {

@@ -12,6 +12,7 @@ const CLOSE = Buffer.from('}')
 
 export const PLAIN_PROTOCOL: WireProtocol = Object.freeze({
   slot: 0,
+  binary: false,
   recovers: false,
   encode (envelope: Envelope): Buffer | undefined {
     if (envelope.channel !== undefined) return undefined

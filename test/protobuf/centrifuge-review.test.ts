@@ -1,0 +1,3 @@
+// test/centrifuge-review.test.ts again, with the Protobuf build of the SDK (test/centrifuge-helpers.ts, SDK_CODEC).
+process.env.FANOUT_TEST_SDK = 'protobuf'
+await import('../centrifuge-review.test.js')
