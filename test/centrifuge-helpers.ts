@@ -254,7 +254,7 @@ export function wire (): Wire {
 /**
  * A Protobuf frame as the JSON protocol would carry it: one line per
  * message, fields with their zero value left out, payload bytes as the
- * JSON they hold. Tests that read the wire then read either codec's.
+ * JSON they hold (`{ $bytes: hex }` when they hold none). Tests that read the wire then read either codec's.
  */
 export function protobufAsJson (frame: Buffer, type: { decode: (reader: BinaryReader, length: number) => unknown }): string {
   const reader = new BinaryReader(frame)
@@ -264,7 +264,14 @@ export function protobufAsJson (frame: Buffer, type: { decode: (reader: BinaryRe
 }
 
 function asJson (value: unknown): unknown {
-  if (value instanceof Uint8Array) return value.length === 0 ? undefined : JSON.parse(Buffer.from(value).toString())
+  if (value instanceof Uint8Array) {
+    if (value.length === 0) return undefined
+    try {
+      return JSON.parse(Buffer.from(value).toString())
+    } catch {
+      return { $bytes: Buffer.from(value).toString('hex') } // not JSON: shown as hex
+    }
+  }
   if (value instanceof Map) value = Object.fromEntries(value)
   if (Array.isArray(value)) return value.length === 0 ? undefined : value.map(asJson)
   if (typeof value === 'object' && value !== null) {

@@ -251,3 +251,34 @@ t.test('JSON and Protobuf subscribers on one channel: both get every publication
   await t.rejects(sub?.publish(new Uint8Array([0xff, 0x00, 0x01])) as Promise<unknown>, { code: 107 })
   await until(() => built.app.fanout.size === 6, 'every client to stay connected')
 })
+
+t.test('bytes through the hooks: onRpc and onSend get JSON values when the bytes are JSON, a Buffer otherwise; a Uint8Array result goes out as it is', async (t) => {
+  const received: unknown[] = []
+  const built = await buildCentrifuge(t, {
+    centrifuge: {
+      connectTimeout: 500,
+      onRpc: (_connection, method, data) => {
+        received.push(data)
+        return method === 'raw' ? new Uint8Array([0xde, 0xad, 0xbe, 0xef]) : { echo: data }
+      },
+      onSend: (_connection, data) => { received.push(data) }
+    }
+  })
+  const raw = await connected(t, built.sdkUrl)
+  raw.ws.send(frame(
+    { id: 2, rpc: { method: 'echo', data: json({ a: 1 }) } },
+    { id: 3, rpc: { method: 'raw', data: Buffer.from([0x00, 0xff]) } },
+    { send: { data: json([1, 2]) } },
+    { id: 4, rpc: { method: 'echo' } }
+  ))
+  t.same(await raw.next(), { id: 2, rpc: { data: { echo: { a: 1 } } } })
+  t.same(await raw.next(), { id: 3, rpc: { data: { $bytes: 'deadbeef' } } }, 'the result bytes, untouched')
+  t.same(received.slice(0, 3), [{ a: 1 }, Buffer.from([0x00, 0xff]), [1, 2]])
+  t.same(await raw.next(), { id: 4, rpc: { data: {} } }, 'no data: undefined for the hook, whose { echo: undefined } is {}')
+
+  const jsonClient = new JsonSdk(built.sdkUrl, { websocket: WebSocket, token: token({ sub: 'bob' }) })
+  t.teardown(() => { jsonClient.disconnect() })
+  jsonClient.connect()
+  await t.rejects(jsonClient.rpc('raw', {}), { code: 100 }, 'bytes that are not JSON cannot reach a JSON client')
+  t.same((await jsonClient.rpc('echo', { b: 2 })).data, { echo: { b: 2 } })
+})

@@ -282,6 +282,8 @@ t.test('every status documented for fastify-fanout\'s routes is what a real serv
   check(ws, 'get', await send(url + ws, { headers: bearer(token()) }), 426, 'a plain GET')
   check(sdk, 'get', await send(url + sdk, { headers: upgrade({ 'sec-websocket-protocol': 'centrifuge-json' }) }), 101, 'the SDK\'s upgrade')
   check(sdk, 'get', await send(url + sdk, { headers: upgrade({ 'sec-websocket-version': '7' }) }), 400, 'a WebSocket version ws does not speak')
+  check(sdk, 'get', await send(url + sdk, { headers: upgrade({ 'sec-websocket-protocol': 'mqtt' }) }), 400, 'a subprotocol it does not speak')
+  check(sdk, 'get', await send(url + sdk, { headers: upgrade({ 'sec-websocket-protocol': 'centrifuge-protobuf' }) }), 101, 'the Protobuf SDK\'s upgrade')
   check(sdk, 'get', await send(url + sdk, { headers: upgrade({ origin: 'https://evil.example' }) }), 403, 'a foreign Origin')
   check(sdk, 'get', await send(url + sdk), 426, 'a plain GET')
 

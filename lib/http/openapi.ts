@@ -292,6 +292,16 @@ const handshakeRefused = (): Operation => ({
   content: { 'text/html': { schema: { type: 'string' } } }
 })
 
+/** 400 on the Centrifugo endpoint: subprotocols none of which it speaks, or ws's answer to a malformed handshake. */
+const sdkHandshakeRefused = (): Operation => ({
+  'x-response-description': 'The client offered WebSocket subprotocols and none is this endpoint\'s (FST_FANOUT_UNSUPPORTED_SUBPROTOCOL), ' +
+    'or the handshake is malformed (ws\'s own answer, in words)',
+  content: {
+    'application/json': { schema: errorSchema(400, { codes: ['FST_FANOUT_UNSUPPORTED_SUBPROTOCOL'] }) },
+    'text/html': { schema: { type: 'string' } }
+  }
+})
+
 const originForbidden = (): Operation => errorBody(403, 'The request\'s Origin is not allowed (`allowedOrigins`; by default same origin only)', { codes: ['FST_FANOUT_ORIGIN_FORBIDDEN'] })
 
 const upgradeRequired = (): Operation => errorBody(426, 'A plain HTTP request: connect with a WebSocket client', { codes: ['FST_FANOUT_UPGRADE_REQUIRED'] })
@@ -343,15 +353,16 @@ export function plainEndpointOperation ({ maxConnectionsPerUser }: UpgradeDocs):
 export function centrifugeEndpointOperation (): Operation {
   return {
     operationId: 'fanoutCentrifugeWebSocket',
-    summary: 'Open a WebSocket speaking Centrifugo\'s client protocol (JSON)',
+    summary: 'Open a WebSocket speaking Centrifugo\'s client protocol (JSON or Protobuf)',
     description: 'For Centrifugo\'s SDKs (centrifuge-js ...). Before the upgrade only what needs no token is checked (shutdown, Origin, the ' +
       'instance\'s limit): the token travels in the protocol\'s `connect` command, verified with the same `jwt` options, and its failures are ' +
-      'protocol errors and close codes. Offer the `centrifuge-json` subprotocol (`centrifuge-protobuf` is closed with 3501).',
+      'protocol errors and close codes. JSON (text frames) unless the client offers `centrifuge-protobuf` and not `centrifuge-json`, or asks ' +
+      'with `?format=protobuf`: then Protobuf (binary frames of varint-delimited messages).',
     tags: ['WebSocket'],
     security: [],
     response: {
       101: switchingProtocols('The client sends `connect` with its token next, within `centrifuge.connectTimeout`.'),
-      400: handshakeRefused(),
+      400: sdkHandshakeRefused(),
       403: originForbidden(),
       426: upgradeRequired(),
       503: unavailable()

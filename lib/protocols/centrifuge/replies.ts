@@ -174,9 +174,22 @@ function object (body: string): string {
   return body === '' ? '{}' : `{${body.slice(1)}}`
 }
 
-/** `,"name":<JSON>` for a JSON value from an application, nothing when it is undefined. */
+/**
+ * `,"name":<JSON>` for a JSON value from an application, nothing when it is
+ * undefined. Bytes (a Uint8Array, which Protobuf clients get as they are)
+ * must hold JSON text here, spliced as it is.
+ */
 function json (name: string, value: unknown): string {
   if (value === undefined) return ''
+  if (value instanceof Uint8Array) {
+    const text = Buffer.from(value.buffer, value.byteOffset, value.byteLength).toString()
+    try {
+      JSON.parse(text)
+    } catch {
+      throw new TypeError(`${name} must be JSON text to reach a JSON client, got bytes that are not`)
+    }
+    return `,"${name}":${spliced(text)}`
+  }
   return `,"${name}":${stringify(value, name)}`
 }
 
