@@ -2,7 +2,7 @@ import { assertCloseArguments } from './core/close-codes.js'
 import { InvalidArgumentError } from './errors.js'
 import type { Channels } from './channels/channels.js'
 import type { ResolvedNamespace } from './channels/namespaces.js'
-import { serializeData } from './core/data.js'
+import { dataFromBytes, serializeData } from './core/data.js'
 import type { Fanout } from './core/fanout.js'
 import type { FanoutMetrics } from './metrics.js'
 import type { Registry } from './core/registry.js'
@@ -71,6 +71,10 @@ export function createDecorator (registry: Registry, fanout: Fanout, channels: C
     },
     async publish (channel, data) {
       const namespace = namespaceOf(channel)
+      if (data instanceof Uint8Array) {
+        const { bytes, binary } = dataFromBytes(data)
+        return await channels.publish(channel, namespace, bytes, { binary })
+      }
       return await channels.publish(channel, namespace, serializeData(data))
     },
     async history (channel, query = {}) {

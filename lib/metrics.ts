@@ -14,7 +14,7 @@ export type RejectReason =
   | 'stale' | 'protocol'
 
 /** Why a message was not written to a connection. */
-export type DropReason = 'slow_consumer' | 'not_open'
+export type DropReason = 'slow_consumer' | 'not_open' | 'unencodable'
 
 // Close codes that keep their own label; anything else a client sends is
 // folded into a range label so that clients cannot grow the label set.

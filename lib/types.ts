@@ -469,8 +469,13 @@ export interface FanoutDecorator {
   /**
    * Publishes to a channel's subscribers on every instance. In a namespace
    * with history the publication gets an offset and the stream's epoch
-   * (returned), and is kept for history and recovery. Rejects with
-   * FST_FANOUT_INVALID_ARGUMENT for a channel in no configured namespace.
+   * (returned), and is kept for history and recovery. `data` is any JSON
+   * value, or bytes (a Uint8Array, Buffer included): bytes holding JSON
+   * text go to every client as they are; other bytes reach Protobuf
+   * clients untouched and no JSON client (counted as dropped,
+   * `unencodable`). Rejects with FST_FANOUT_INVALID_ARGUMENT for a channel
+   * in no configured namespace, FST_FANOUT_INVALID_MESSAGE for data without
+   * a JSON form or empty bytes.
    */
   publish: (channel: string, data: unknown) => Promise<ChannelDeliveryResult>
   /**

@@ -29,7 +29,7 @@ t.test('on Redis Cluster, channels are shard channels; history, recovery and pre
   t.equal((await fromClient).data, 'from alice')
   t.same(await a.app.fanout.presenceStats('chat:one'), { numClients: 2, numUsers: 2 })
   const page = await b.app.fanout.history('chat:one', { limit: -1 })
-  t.same(page.publications.map((p) => JSON.parse(p.data)), [{ n: 0 }, 'from alice'])
+  t.same(page.publications.map((p) => JSON.parse(String(p.data))), [{ n: 0 }, 'from alice'])
 
   // A reconnect recovers from the shard's stream.
   const from = subs[1]!.events.events.length

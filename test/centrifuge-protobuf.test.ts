@@ -7,7 +7,9 @@ import { Centrifuge as JsonSdk } from 'centrifuge'
 import { Centrifuge as ProtobufSdk } from 'centrifuge/build/protobuf'
 import * as pb from '../lib/protocols/centrifuge/proto/client.js'
 import { token, until } from './helpers.js'
-import { buildCentrifuge, protobufAsJson, record, type Recorder } from './centrifuge-helpers.js'
+import { buildCentrifuge, centClient, protobufAsJson, record, type Recorder } from './centrifuge-helpers.js'
+import { decodeEnvelope, encodeEnvelope } from '../lib/backplane/codec.js'
+import { randomPrefix, startRedis } from './redis-helpers.js'
 
 // The Protobuf codec on the wire: what the SDK-driven tests (test/protobuf/)
 // cannot send: batches, malformed binary frames, unknown fields, both codecs
@@ -247,8 +249,6 @@ t.test('JSON and Protobuf subscribers on one channel: both get every publication
   const sub = protobufClient?.client.getSubscription('mixed:a')
   await sub?.publish(json({ from: 'protobuf' }))
   t.same((await jsonClient?.events.next('publication')).data, { from: 'protobuf' })
-  // Bytes that are not JSON could not reach JSON subscribers: refused with 107.
-  await t.rejects(sub?.publish(new Uint8Array([0xff, 0x00, 0x01])) as Promise<unknown>, { code: 107 })
   await until(() => built.app.fanout.size === 6, 'every client to stay connected')
 })
 
@@ -281,4 +281,125 @@ t.test('bytes through the hooks: onRpc and onSend get JSON values when the bytes
   jsonClient.connect()
   await t.rejects(jsonClient.rpc('raw', {}), { code: 100 }, 'bytes that are not JSON cannot reach a JSON client')
   t.same((await jsonClient.rpc('echo', { b: 2 })).data, { echo: { b: 2 } })
+})
+
+/** Three JSON and three Protobuf SDK clients subscribed to `channel`, each with its publications recorded. */
+async function mixedSubscribers (t: Test, url: string, channel: string): Promise<{ json: Recorder[], protobuf: Recorder[], protobufClients: ProtobufSdk[] }> {
+  const json: Recorder[] = []
+  const protobuf: Recorder[] = []
+  const protobufClients: ProtobufSdk[] = []
+  for (const [codec, Sdk] of [['json', JsonSdk], ['protobuf', ProtobufSdk]] as const) {
+    for (let i = 0; i < 3; i++) {
+      const client = new Sdk(url, { websocket: WebSocket, token: token({ sub: `${codec}-${i}` }), minReconnectDelay: 50, maxReconnectDelay: 300 })
+      t.teardown(() => { client.disconnect() })
+      const sub = client.newSubscription(channel)
+      const events = record(sub, ['subscribed', 'publication'])
+      sub.subscribe()
+      client.connect()
+      await events.next('subscribed')
+      if (codec === 'json') json.push(events)
+      else {
+        protobuf.push(events)
+        protobufClients.push(client as ProtobufSdk)
+      }
+    }
+  }
+  return { json, protobuf, protobufClients }
+}
+
+const BINARY = Buffer.from([0x00, 0xff, 0x0a, 0x80, 0x7b, 0x22])
+
+const dropped = async (app: { inject: (url: string) => Promise<{ body: string }> }): Promise<number> => {
+  const match = /fanout_messages_dropped_total\{reason="unencodable"\} (\d+)/.exec((await app.inject('/metrics')).body)
+  return Number(match?.[1] ?? 0)
+}
+
+t.test('binary data: bytes that are not JSON reach Protobuf subscribers untouched, from the decorator and from a Protobuf client; JSON subscribers never see them, counted as unencodable', async (t) => {
+  const built = await buildCentrifuge(t, { heartbeatInterval: 0, channels: { namespaces: { bin: { historySize: 10, historyTtl: 60_000, recovery: true, publish: true } } } })
+  const { json, protobuf, protobufClients } = await mixedSubscribers(t, built.sdkUrl, 'bin:a')
+
+  const published = await built.app.fanout.publish('bin:a', BINARY)
+  t.equal(published.offset, 1)
+  await built.app.fanout.publish('bin:a', { after: 'binary' })
+  // JSON text given as bytes goes to everyone, its bytes as they were (line feeds as spaces).
+  await built.app.fanout.publish('bin:a', Buffer.from('{"as":\n"bytes"}'))
+  for (const events of protobuf) {
+    t.same(Buffer.from((await events.next('publication')).data as Uint8Array), BINARY, 'the bytes, untouched')
+    t.same(Buffer.from((await events.next('publication')).data as Uint8Array).toString(), '{"after":"binary"}')
+    t.same(Buffer.from((await events.next('publication')).data as Uint8Array).toString(), '{"as": "bytes"}')
+  }
+  for (const events of json) {
+    const first = await events.next('publication')
+    t.same([first.data, first.offset], [{ after: 'binary' }, 2], 'the binary one was never written to a JSON client')
+    t.same((await events.next('publication')).data, { as: 'bytes' })
+  }
+  t.equal(await dropped(built.app), 3, 'one unencodable drop per JSON subscriber')
+
+  // A Protobuf client publishes bytes that are not JSON: the same way.
+  const sub = protobufClients[0]?.getSubscription('bin:a')
+  await sub?.publish(new Uint8Array([0xde, 0xad]))
+  for (const events of protobuf) t.same(Buffer.from((await events.next('publication')).data as Uint8Array), Buffer.from([0xde, 0xad]))
+  await until(async () => await dropped(built.app) === 6, 'three more unencodable drops')
+
+  // History: the decorator returns the bytes; Protobuf clients get them, JSON clients only the JSON ones.
+  const page = await built.app.fanout.history('bin:a', { limit: -1 })
+  t.same(page.publications.map((p) => p.data), [BINARY, '{"after":"binary"}', '{"as": "bytes"}', Buffer.from([0xde, 0xad])])
+  const fromProtobuf = await sub?.history({ limit: -1 })
+  t.same(fromProtobuf?.publications.map((p) => Buffer.from(p.data as Uint8Array)), page.publications.map((p) => Buffer.from(p.data)))
+  const jsonClient = new JsonSdk(built.sdkUrl, { websocket: WebSocket, token: token({ sub: 'reader' }) })
+  t.teardown(() => { jsonClient.disconnect() })
+  jsonClient.connect()
+  const jsonSub = jsonClient.newSubscription('bin:a')
+  jsonSub.subscribe()
+  const fromJson = await jsonSub.history({ limit: -1 })
+  t.same(fromJson.publications.map((p) => [p.offset, p.data]), [[2, { after: 'binary' }], [3, { as: 'bytes' }]], 'a JSON client\'s history leaves the bytes out')
+  await t.rejects(built.app.fanout.publish('bin:a', new Uint8Array(0)), { code: 'FST_FANOUT_INVALID_MESSAGE' })
+})
+
+t.test('binary data over Redis: published on one instance (decorator and server API b64data), kept in the stream, received and recovered untouched on another', async (t) => {
+  const redis = await startRedis(t)
+  const options = {
+    redis: redis.url,
+    channelPrefix: randomPrefix(),
+    heartbeatInterval: 0,
+    serverApi: { key: 'binary-test-api-key' },
+    channels: { namespaces: { bin: { historySize: 10, historyTtl: 60_000, recovery: true } } }
+  }
+  const a = await buildCentrifuge(t, options)
+  const b = await buildCentrifuge(t, options)
+  const { json, protobuf, protobufClients } = await mixedSubscribers(t, b.sdkUrl, 'bin:r')
+  await a.app.fanout.publish('bin:r', BINARY)
+  t.match(await centClient(`${a.url}/api`, 'binary-test-api-key').publish({ channel: 'bin:r', b64data: Buffer.from([0x01, 0x02, 0xfe]).toString('base64') }), { offset: 2, epoch: /./ })
+  await a.app.fanout.publish('bin:r', 'json')
+  for (const events of protobuf) {
+    t.same(Buffer.from((await events.next('publication')).data as Uint8Array), BINARY)
+    t.same(Buffer.from((await events.next('publication')).data as Uint8Array), Buffer.from([0x01, 0x02, 0xfe]))
+    t.same(Buffer.from((await events.next('publication')).data as Uint8Array).toString(), '"json"')
+  }
+  for (const events of json) t.same([(await events.next('publication')).offset], [3], 'JSON clients get only the JSON one')
+  const page = await b.app.fanout.history('bin:r', { limit: -1 })
+  t.same(page.publications.map((p) => p.data), [BINARY, Buffer.from([0x01, 0x02, 0xfe]), '"json"'], 'kept in the stream as bytes')
+  const api = await fetch(`${a.url}/api/history`, { method: 'POST', headers: { 'x-api-key': 'binary-test-api-key' }, body: JSON.stringify({ channel: 'bin:r', limit: 10 }) })
+  t.match(await api.json(), { result: { publications: [{ b64data: BINARY.toString('base64'), offset: 1 }, { b64data: 'AQL+', offset: 2 }, { data: 'json', offset: 3 }] } }, 'the server API gives bytes as b64data')
+
+  // A Protobuf client away while bytes are published recovers them from Redis.
+  const [client] = protobufClients
+  const events = protobuf[0] as Recorder
+  client?.disconnect()
+  await a.app.fanout.publish('bin:r', Buffer.from([0x09]))
+  client?.connect()
+  const resubscribed = await events.next('subscribed')
+  t.equal(resubscribed.recovered, true)
+  t.same(Buffer.from((await events.next('publication')).data as Uint8Array), Buffer.from([0x09]), 'recovered untouched')
+})
+
+t.test('the Redis codec carries bytes in base64 and refuses what is not', async (t) => {
+  const envelope = { id: 'x', data: BINARY, binary: true, channel: 'c' }
+  const encoded = encodeEnvelope(envelope)
+  t.equal(encoded.indexOf(0x0a), encoded.lastIndexOf(0x0a), 'one line feed: the header\'s')
+  t.match(decodeEnvelope(encoded), { id: 'x', data: BINARY, binary: true, channel: 'c' })
+  t.equal(decodeEnvelope(Buffer.from('{"v":2,"id":"x","ch":"c","b":1}\n!!!!')), null, 'not base64')
+  t.equal(decodeEnvelope(Buffer.from('{"v":2,"id":"x","ch":"c","b":1}\n')), null, 'no data')
+  t.equal(decodeEnvelope(Buffer.from('{"v":2,"id":"x","b":1}\nAA==')), null, 'bytes only for channels')
+  t.equal(decodeEnvelope(Buffer.from('{"v":2,"id":"x","ch":"c","b":2}\nAA==')), null, 'b is 1 or absent')
 })

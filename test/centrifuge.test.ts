@@ -292,7 +292,7 @@ t.test('history from the SDK and from the decorator', async (t) => {
   t.same(history.publications.map((p: any) => p.data), [3, 2])
   t.equal(history.offset, 3)
   const page = await built.app.fanout.history('chat:h', { limit: -1 })
-  t.same(page.publications.map((p) => JSON.parse(p.data)), [1, 2, 3])
+  t.same(page.publications.map((p) => JSON.parse(String(p.data))), [1, 2, 3])
 })
 
 t.test('server-side subscriptions from the channels claim', async (t) => {

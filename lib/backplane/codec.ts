@@ -11,7 +11,9 @@ import type { Envelope } from './types.js'
 // A control envelope has no data: `d`: [code, reason] closes the targeted
 // connections, `s`: [channel, 1 | 0] subscribes them to a channel or ends it. A channel publication has `ch`, and, from the history script
 // that appends them, `o` and `e` (offset and epoch); `i` is who published;
-// a join/leave notice has `p` ('join' | 'leave'), `i` and no data.
+// a join/leave notice has `p` ('join' | 'leave'), `i` and no data. A
+// publication of bytes that are not JSON has `b`: 1 and its data in base64
+// (the line must stay one line, and history keeps it as text).
 
 const VERSION = 2
 const NEWLINE = 0x0a
@@ -29,6 +31,7 @@ interface Header {
   i?: ClientInfo
   p?: 'join' | 'leave'
   s?: [string, 0 | 1]
+  b?: 1
 }
 
 /** The header's JSON text, without its closing brace when `open` (the history script appends offset and epoch). */
@@ -44,14 +47,22 @@ export function encodeHeader (envelope: Envelope, open = false): string {
   if (envelope.info !== undefined) header.i = envelope.info
   if (envelope.presence !== undefined) header.p = envelope.presence
   if (envelope.subscription !== undefined) header.s = [envelope.subscription.channel, envelope.subscription.subscribe ? 1 : 0]
+  if (envelope.binary === true) header.b = 1
   // JSON.stringify never emits a raw newline, so the first one ends the header.
   const json = JSON.stringify(header)
   return open ? json.slice(0, -1) : json
 }
 
 export function encodeEnvelope (envelope: Envelope): Buffer {
-  return Buffer.concat([Buffer.from(encodeHeader(envelope) + '\n'), envelope.data])
+  return Buffer.concat([Buffer.from(encodeHeader(envelope) + '\n'), dataOnRedis(envelope)])
 }
+
+/** The data as it travels and is kept on Redis: JSON text as it is, bytes in base64. */
+export function dataOnRedis (envelope: Envelope): Buffer {
+  return envelope.binary === true ? Buffer.from(envelope.data.toString('base64')) : envelope.data
+}
+
+const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
 
 /** Reads an envelope; null for anything that is not one of ours (counted and dropped by the caller). */
 export function decodeEnvelope (message: Buffer): Envelope | null {
@@ -64,17 +75,23 @@ export function decodeEnvelope (message: Buffer): Envelope | null {
     return null // not JSON: a foreign publisher on our channel
   }
   if (!isHeader(header)) return null
-  const data = message.subarray(end + 1)
+  let data = message.subarray(end + 1)
+  if (header.b === 1) {
+    const text = data.toString()
+    if (header.ch === undefined || text.length === 0 || text.length % 4 !== 0 || !BASE64.test(text)) return null
+    data = Buffer.from(text, 'base64')
+  }
   const withoutData = header.d !== undefined || header.p !== undefined || header.s !== undefined
   if (withoutData) {
     if (data.length !== 0) return null
-  } else if (data.length === 0 || data.indexOf(NEWLINE) !== -1 || !isUtf8(data)) {
+  } else if (header.b !== 1 && (data.length === 0 || data.indexOf(NEWLINE) !== -1 || !isUtf8(data))) {
     // The data is spliced into text frames and newline-delimited replies.
     return null
   }
   return {
     id: header.id,
     data,
+    binary: header.b === 1 ? true : undefined,
     users: header.u,
     except: header.x,
     connectionId: header.c,
@@ -102,6 +119,7 @@ function isHeader (value: unknown): value is Header {
     (header.e === undefined || typeof header.e === 'string') &&
     (header.i === undefined || isClientInfo(header.i)) &&
     (header.p === undefined || ((header.p === 'join' || header.p === 'leave') && typeof header.ch === 'string' && header.i !== undefined)) &&
+    (header.b === undefined || header.b === 1) &&
     (header.s === undefined || (Array.isArray(header.s) && header.s.length === 2 && typeof header.s[0] === 'string' && (header.s[1] === 0 || header.s[1] === 1)))
 }
 

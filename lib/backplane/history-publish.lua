@@ -3,7 +3,8 @@
 -- KEYS: stream, meta (hash: e = epoch, s = top offset).
 -- ARGV: pub/sub channel, '1' for SPUBLISH, message header (a JSON object's
 -- text without its closing brace), data, info ('' for none), epoch for a new
--- stream, size, ttl (ms), meta ttl (ms).
+-- stream, size, ttl (ms), meta ttl (ms), the data's field name: 'd' for JSON
+-- text, 'x' for bytes in base64.
 local stream, meta = KEYS[1], KEYS[2]
 
 local epoch = redis.call('hget', meta, 'e')
@@ -16,7 +17,7 @@ end
 
 -- %d rather than tostring: Lua writes numbers past 1e14 with an exponent.
 local offset = string.format('%d', redis.call('hincrby', meta, 's', 1))
-redis.call('xadd', stream, 'MAXLEN', ARGV[7], offset .. '-0', 'd', ARGV[4], 'i', ARGV[5])
+redis.call('xadd', stream, 'MAXLEN', ARGV[7], offset .. '-0', ARGV[10], ARGV[4], 'i', ARGV[5])
 redis.call('pexpire', stream, ARGV[8])
 redis.call('pexpire', meta, ARGV[9])
 

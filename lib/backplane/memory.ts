@@ -34,8 +34,8 @@ export class MemoryBackplane implements Backplane {
   }
 
   async publishWithHistory (envelope: Envelope, limits: HistoryLimits): Promise<ChannelPublishResult> {
-    const position = this.#history.append(envelope.channel as string, envelope.data.toString(), envelope.info, limits)
-    const positioned: Envelope = { id: envelope.id, data: envelope.data, channel: envelope.channel, info: envelope.info, offset: position.offset, epoch: position.epoch }
+    const position = this.#history.append(envelope.channel as string, envelope.binary === true ? envelope.data : envelope.data.toString(), envelope.info, limits)
+    const positioned: Envelope = { id: envelope.id, data: envelope.data, binary: envelope.binary, channel: envelope.channel, info: envelope.info, offset: position.offset, epoch: position.epoch }
     const local = this.#deliver?.(positioned) ?? { id: envelope.id, delivered: 0, dropped: 0 }
     return { id: local.id, delivered: local.delivered, dropped: local.dropped, instances: 1, position }
   }

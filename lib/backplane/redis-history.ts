@@ -4,7 +4,11 @@ import { checkQuery, newEpoch } from '../channels/history.js'
 import type { ClientInfo, HistoryLimits, HistoryPage, HistoryQuery, Publication, StreamPosition } from '../channels/types.js'
 import { slotTag } from './slot.js'
 
-/** A stream entry as XRANGE returns it: id `<offset>-0`, fields `d` (data) then `i` (info JSON, '' for none). */
+/**
+ * A stream entry as XRANGE returns it: id `<offset>-0`, fields `d` (data as
+ * JSON text; `x` instead for bytes that are not JSON, in base64) then `i`
+ * (info JSON, '' for none).
+ */
 type Entry = [id: string, fields: string[]]
 
 /** The scripts, as ioredis adds them to a client once defined. */
@@ -22,8 +26,10 @@ export interface HistoryPublishRequest {
   readonly sharded: boolean
   /** A JSON object's text without its closing brace; the script adds `,"o":<offset>,"e":"<epoch>"}`. */
   readonly header: string
-  /** The publication's data as JSON text: kept, and sent after the header's line. */
+  /** The publication's data as JSON text (base64 when `binary`): kept, and sent after the header's line. */
   readonly data: string
+  /** The data is bytes that are not JSON (the header says so too, with `"b":1`). */
+  readonly binary?: boolean
   readonly info?: ClientInfo
   readonly limits: HistoryLimits
 }
@@ -76,7 +82,7 @@ export class RedisHistory {
       streamKey, this.#metaKey(channel),
       request.pubsubChannel, request.sharded ? '1' : '0', request.header, request.data,
       request.info === undefined ? '' : JSON.stringify(request.info),
-      newEpoch(), String(limits.size), String(limits.ttl), String(limits.metaTtl))
+      newEpoch(), String(limits.size), String(limits.ttl), String(limits.metaTtl), request.binary === true ? 'x' : 'd')
     return { position: { offset: Number(offset), epoch }, receivers }
   }
 
@@ -131,5 +137,6 @@ function toPublication ([id, fields]: Entry): Publication {
   // The publish script writes the fields in this order.
   const offset = Number(id.slice(0, id.indexOf('-')))
   const info = fields[3]
-  return info === '' ? { offset, data: fields[1] } : { offset, data: fields[1], info: JSON.parse(info) as ClientInfo }
+  const data = fields[0] === 'x' ? Buffer.from(fields[1] as string, 'base64') : fields[1] as string
+  return info === '' ? { offset, data } : { offset, data, info: JSON.parse(info) as ClientInfo }
 }

@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import fastifyRedis from '@fastify/redis'
 import { Redis, type Cluster, type RedisOptions } from 'ioredis'
-import { decodeEnvelope, encodeEnvelope, encodeHeader } from './codec.js'
+import { dataOnRedis, decodeEnvelope, encodeEnvelope, encodeHeader } from './codec.js'
 import { slotTag } from './slot.js'
 import { RedisHistory } from './redis-history.js'
 import { RedisPresence } from './redis-presence.js'
@@ -201,7 +201,8 @@ export class RedisBackplane implements Backplane {
         pubsubChannel: this.channelOf(channel),
         sharded: this.#sharded,
         header: encodeHeader(envelope, true),
-        data: envelope.data.toString(),
+        data: dataOnRedis(envelope).toString(),
+        binary: envelope.binary === true,
         info: envelope.info,
         limits
       })

@@ -8,8 +8,13 @@ import type { DeliveryResult } from '../types.js'
  */
 export interface Envelope {
   readonly id: string
-  /** The data as JSON text; empty for control envelopes and join/leave notices. */
+  /** The data as JSON text (raw bytes when `binary`); empty for control envelopes and join/leave notices. */
   readonly data: Buffer
+  /**
+   * The data is bytes that are not JSON (a channel publication only): the
+   * Protobuf codec delivers them untouched, the JSON protocols cannot.
+   */
+  readonly binary?: boolean
   /** Only these users' connections; everyone when absent. */
   readonly users?: readonly string[]
   /** Skip these users' connections. */

@@ -24,6 +24,16 @@ export interface SubscribeOutcome {
   publications: Publication[]
 }
 
+/** How a publication is made, besides its data. */
+export interface PublishOptions {
+  /** Who published (a client), for subscribers and history. */
+  readonly info?: ClientInfo
+  /** Deliver without keeping it in history (the server API's `skip_history`). */
+  readonly skipHistory?: boolean
+  /** `data` is bytes that are not JSON: only Protobuf clients can receive it. */
+  readonly binary?: boolean
+}
+
 /**
  * Channels, protocol-free: publishing (with history where the namespace
  * keeps it), subscribing with recovery, history and presence, over the
@@ -51,12 +61,14 @@ export class Channels {
   }
 
   /**
-   * Publishes JSON `data` to a channel's subscribers on every instance.
-   * `skipHistory` publishes past the namespace's history: no offset, not
-   * kept, so not recoverable (Centrifugo's `skip_history`).
+   * Publishes `data` (JSON text, or bytes with `binary`) to a channel's
+   * subscribers on every instance. `skipHistory` publishes past the
+   * namespace's history: no offset, not kept, so not recoverable
+   * (Centrifugo's `skip_history`).
    */
-  async publish (channel: string, namespace: ResolvedNamespace, data: Buffer, info?: ClientInfo, skipHistory = false): Promise<ChannelDelivery> {
-    const envelope: Envelope = { id: this.#nextId(), data, channel, info }
+  async publish (channel: string, namespace: ResolvedNamespace, data: Buffer, options: PublishOptions = {}): Promise<ChannelDelivery> {
+    const { info, skipHistory = false, binary = false } = options
+    const envelope: Envelope = { id: this.#nextId(), data, binary, channel, info }
     const history = skipHistory ? undefined : namespace.history
     this.#metrics.channelPublications.inc({ history: String(history !== undefined) })
     if (history === undefined) return await this.#backplane().publish(envelope)

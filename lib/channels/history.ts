@@ -118,7 +118,7 @@ export class MemoryHistory {
   }
 
   /** Appends a publication; returns its position (offset: the previous top + 1). */
-  append (channel: string, data: string, info: ClientInfo | undefined, limits: HistoryLimits, now = Date.now()): StreamPosition {
+  append (channel: string, data: string | Buffer, info: ClientInfo | undefined, limits: HistoryLimits, now = Date.now()): StreamPosition {
     const stream = this.#touch(channel, limits, now)
     const offset = ++stream.top
     stream.publications.push(info === undefined ? { offset, data } : { offset, data, info }, limits.size)

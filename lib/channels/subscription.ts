@@ -58,7 +58,7 @@ export class Subscription implements ChannelSubscriber {
     return this.#held === null
   }
 
-  receive (envelope: Envelope, frames: DeliveryFrames): WriteOutcome | 'skipped' {
+  receive (envelope: Envelope, frames: DeliveryFrames): WriteOutcome | 'skipped' | 'unencodable' {
     if (this.#held !== null) {
       if (envelope.presence === undefined) this.#held.push(envelope)
       return 'skipped' // join/leave notices are at most once: none before the reply
@@ -101,8 +101,9 @@ export class Subscription implements ChannelSubscriber {
     return next
   }
 
-  #write (frames: DeliveryFrames): WriteOutcome | 'skipped' {
+  #write (frames: DeliveryFrames): WriteOutcome | 'skipped' | 'unencodable' {
     const frame = frames.for(this.connection.protocol)
-    return frame === null ? 'skipped' : this.connection.write(frame)
+    // No form in this connection's protocol: binary data for a JSON client.
+    return frame === null ? 'unencodable' : this.connection.write(frame)
   }
 }

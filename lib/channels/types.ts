@@ -28,8 +28,12 @@ export interface ClientInfo {
 /** One publication kept in a channel's history. */
 export interface Publication {
   readonly offset: number
-  /** The publication's data as JSON text, exactly as it was published (serialized once). */
-  readonly data: string
+  /**
+   * The publication's data as JSON text, exactly as it was published
+   * (serialized once); a Buffer when it was published as bytes that are not
+   * JSON (only Protobuf clients receive those).
+   */
+  readonly data: string | Buffer
   readonly info?: ClientInfo
 }
 

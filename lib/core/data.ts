@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer'
 import { InvalidMessageError } from '../errors.js'
 
 /**
@@ -15,6 +16,42 @@ export function serializeData (data: unknown): Buffer {
   }
   if (json === undefined) throw new InvalidMessageError(`${typeof data} has no JSON form`)
   return Buffer.from(json)
+}
+
+/** A publication's data as it travels: JSON text, or bytes that are not JSON (`binary`). */
+export interface PublicationData {
+  readonly bytes: Buffer
+  readonly binary: boolean
+}
+
+/**
+ * Data given as bytes (a Uint8Array from the application, `b64data` from a
+ * service, a Protobuf client's payload): JSON text when the bytes are JSON,
+ * so that JSON clients receive them too; otherwise binary, for Protobuf
+ * clients only. Either way the bytes travel untouched, except that line
+ * feeds in JSON text (whitespace between its tokens, never inside a string)
+ * become spaces: a message to Redis and a JSON frame keep one per line.
+ * Throws InvalidMessageError for empty bytes (Protobuf cannot tell them
+ * from none).
+ */
+export function dataFromBytes (data: Uint8Array): PublicationData {
+  if (data.length === 0) throw new InvalidMessageError('bytes must not be empty')
+  const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+  if (!isJsonText(bytes)) return { bytes, binary: true }
+  return { bytes: bytes.includes(NEWLINE) ? Buffer.from(bytes.map((byte) => byte === NEWLINE ? SPACE : byte)) : bytes, binary: false }
+}
+
+const NEWLINE = 0x0a
+const SPACE = 0x20
+
+function isJsonText (bytes: Buffer): boolean {
+  if (!isUtf8(bytes)) return false
+  try {
+    JSON.parse(bytes.toString())
+    return true
+  } catch {
+    return false
+  }
 }
 
 /**

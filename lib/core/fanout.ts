@@ -150,16 +150,17 @@ export class Fanout {
     }
     if (tally.slow > 0) metrics.dropped('slow_consumer', tally.slow)
     if (tally.notOpen > 0) metrics.dropped('not_open', tally.notOpen)
+    if (tally.unencodable > 0) metrics.dropped('unencodable', tally.unencodable)
     metrics.broadcastDuration.observe(Number(process.hrtime.bigint() - started) / 1e9)
   }
 }
 
 const EMPTY = Buffer.alloc(0)
 
-interface Tally { delivered: number, bytes: number, slow: number, notOpen: number }
+interface Tally { delivered: number, bytes: number, slow: number, notOpen: number, unencodable: number }
 
 function newTally (): Tally {
-  return { delivered: 0, bytes: 0, slow: 0, notOpen: 0 }
+  return { delivered: 0, bytes: 0, slow: 0, notOpen: 0, unencodable: 0 }
 }
 
 /** Writes the frame of the connection's protocol, unless that protocol has no form for the envelope. */
@@ -168,7 +169,7 @@ function write (connection: Connection, frames: DeliveryFrames, tally: Tally): v
   if (frame !== null) count(connection.write(frame), tally, frames, connection)
 }
 
-function count (outcome: WriteOutcome | 'skipped', tally: Tally, frames: DeliveryFrames, connection: Connection): void {
+function count (outcome: WriteOutcome | 'skipped' | 'unencodable', tally: Tally, frames: DeliveryFrames, connection: Connection): void {
   switch (outcome) {
     case 'sent':
       tally.delivered++
@@ -176,5 +177,6 @@ function count (outcome: WriteOutcome | 'skipped', tally: Tally, frames: Deliver
       break
     case 'slow': tally.slow++; break
     case 'not_open': tally.notOpen++; break
+    case 'unencodable': tally.unencodable++; break
   }
 }

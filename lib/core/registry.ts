@@ -25,7 +25,7 @@ export interface UserInterest {
  */
 export interface ChannelSubscriber {
   readonly connection: Connection
-  receive: (envelope: Envelope, frames: DeliveryFrames) => WriteOutcome | 'skipped'
+  receive: (envelope: Envelope, frames: DeliveryFrames) => WriteOutcome | 'skipped' | 'unencodable'
 }
 
 /**

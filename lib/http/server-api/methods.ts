@@ -3,7 +3,7 @@ import type { Channels } from '../../channels/channels.js'
 import type { ResolvedNamespace } from '../../channels/namespaces.js'
 import type { SurveyQuestion } from '../../backplane/types.js'
 import { isApplicationCloseCode, isCloseReason, MAX_CLOSE_REASON_BYTES } from '../../core/close-codes.js'
-import { depthOf, MAX_DATA_DEPTH, serializeData } from '../../core/data.js'
+import { dataFromBytes, depthOf, MAX_DATA_DEPTH, serializeData, type PublicationData } from '../../core/data.js'
 import type { Fanout } from '../../core/fanout.js'
 import type { Registry } from '../../core/registry.js'
 import { historyResult, presenceResult } from '../../protocols/centrifuge/replies.js'
@@ -155,10 +155,10 @@ export function createMethods (context: ServerApiContext): ServerApiMethods {
     return value
   }
 
-  async function publishTo (channel: string, namespace: ResolvedNamespace, data: Buffer, skipHistory: boolean): Promise<PublishResult> {
+  async function publishTo (channel: string, namespace: ResolvedNamespace, data: PublicationData, skipHistory: boolean): Promise<PublishResult> {
     let published: ChannelDeliveryResult
     try {
-      published = await channels.publish(channel, namespace, data, undefined, skipHistory)
+      published = await channels.publish(channel, namespace, data.bytes, { skipHistory, binary: data.binary })
     } catch (err) {
       if ((err as { code?: unknown }).code === 'FST_FANOUT_HISTORY_UNAVAILABLE') throw internal((err as Error).message, err)
       throw err
@@ -238,7 +238,7 @@ export function createMethods (context: ServerApiContext): ServerApiMethods {
       if (since !== undefined && since.epoch !== '' && since.epoch !== page.position.epoch) {
         throw unrecoverable(`the stream's epoch is ${JSON.stringify(page.position.epoch)}, not ${JSON.stringify(since.epoch)}: its publications since then are lost`)
       }
-      return { json: historyResult({ publications: page.publications, epoch: page.position.epoch, offset: page.position.offset }) }
+      return { json: historyResult({ publications: page.publications, epoch: page.position.epoch, offset: page.position.offset }, 'b64data') }
     },
 
     async history_remove (body) {
@@ -319,29 +319,25 @@ export function answerSurvey (context: Pick<ServerApiContext, 'registry' | 'inst
 }
 
 /**
- * The data of a publish or broadcast: `data`, or `b64data` decoded (base64
- * of JSON text: the clients here speak JSON, so bytes that are not JSON
- * have no form to reach them in).
+ * The data of a publish or broadcast: `data`, or `b64data` decoded: JSON
+ * text when the bytes are JSON, otherwise bytes that only Protobuf clients
+ * receive (dataFromBytes).
  */
-function publicationData (body: PublishFields): Buffer {
+function publicationData (body: PublishFields): PublicationData {
   const hasData = 'data' in body
   const hasB64 = nonEmpty(body.b64data)
   if (hasData && hasB64) throw badRequest('send `data` or `b64data`, not both')
-  let data: unknown = body.data
+  const data: unknown = body.data
   if (hasB64) {
     const text = body.b64data as string
     if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0) throw badRequest('b64data is not base64 (standard alphabet, padded)')
-    const bytes = Buffer.from(text, 'base64')
-    try {
-      data = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes))
-    } catch {
-      throw badRequest('b64data must be base64 of JSON text (UTF-8): this server\'s clients speak JSON, binary has no form there')
-    }
-  } else if (!hasData) {
+    return dataFromBytes(Buffer.from(text, 'base64'))
+  }
+  if (!hasData) {
     throw badRequest('`data` is required (or `b64data`)')
   }
   if (depthOf(data, MAX_DATA_DEPTH) > MAX_DATA_DEPTH) throw badRequest(`data is nested deeper than ${MAX_DATA_DEPTH} levels of arrays and objects`)
-  return serializeData(data)
+  return { bytes: serializeData(data), binary: false }
 }
 
 function refuseUnsupportedPublishFields (body: PublishFields): void {

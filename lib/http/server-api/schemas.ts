@@ -14,7 +14,10 @@ const channel = { type: 'string', description: 'Channel name (its namespace is t
 const user = { type: 'string', description: 'User id' } as const
 const client = { type: 'string', description: 'Only this connection of the user (the `client` id its SDK reports)' } as const
 const data = { description: 'Any JSON value' } as const
-const b64data = { type: 'string', description: 'Base64 of JSON text, instead of `data` (this server speaks JSON to its clients)' } as const
+const b64data = {
+  type: 'string',
+  description: 'Base64 of bytes, instead of `data`: JSON text reaches every client; other bytes only Protobuf clients, untouched'
+} as const
 const unsupported = (what: string): { description: string } => ({ description: `Not supported: ${what}` })
 
 const publishFields = {
@@ -149,7 +152,11 @@ export const results: Record<ServerApiMethod, object> = {
     properties: {
       publications: {
         type: 'array',
-        items: { type: 'object', required: ['data'], properties: { data, offset: position.offset, info: clientInfo } }
+        items: {
+          type: 'object',
+          description: 'A publication: `data` (JSON), or `b64data` for bytes that are not JSON',
+          properties: { data, b64data: { type: 'string', description: 'A binary publication\'s bytes, in base64' }, offset: position.offset, info: clientInfo }
+        }
       },
       ...position
     }

@@ -9,13 +9,16 @@ import * as replies from './replies.js'
  * is a `pub` push (with its offset and epoch when the channel keeps
  * history), a join/leave notice a `join`/`leave` push, and a message to
  * users or to everyone a `message` push (the SDK's `message` event). Each
- * is built once per envelope and shared by every JSON connection.
+ * is built once per envelope and shared by every JSON connection. A
+ * publication of bytes that are not JSON has no form here (counted as
+ * dropped, `unencodable`).
  */
 export const JSON_WIRE: WireProtocol = Object.freeze({
   slot: 1,
   binary: false,
   recovers: true,
-  encode (envelope: Envelope): Buffer {
+  encode (envelope: Envelope): Buffer | undefined {
+    if (envelope.binary === true) return undefined
     return Buffer.from(encodePush(envelope))
   }
 })

@@ -43,7 +43,7 @@ function clientInfo (info: ClientInfo): pb.ClientInfo {
 }
 
 function publication (pub: Publication): pb.Publication {
-  return { data: Buffer.from(pub.data), offset: pub.offset, info: pub.info === undefined ? undefined : clientInfo(pub.info) }
+  return { data: typeof pub.data === 'string' ? Buffer.from(pub.data) : pub.data, offset: pub.offset, info: pub.info === undefined ? undefined : clientInfo(pub.info) }
 }
 
 /**

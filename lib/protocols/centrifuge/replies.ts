@@ -1,4 +1,4 @@
-import type { ClientInfo } from '../../channels/types.js'
+import type { ClientInfo, Publication } from '../../channels/types.js'
 import type {
   ConnectResultFields, Expiry, HistoryResultFields, PresenceStatsResultFields, ReplyMethod,
   Result as CodecResult, SubscribePushFields, SubscribeResultFields
@@ -70,13 +70,18 @@ export function subscribeResult (fields: SubscribeResultFields): Result<'subscri
   body += position(fields.epoch, fields.offset)
   if (fields.was_recovering === true) body += ',"was_recovering":true'
   if (fields.recovered === true) body += ',"recovered":true'
-  if (fields.publications !== undefined && fields.publications.length > 0) body += `,"publications":${publications(fields.publications)}`
+  if (fields.publications !== undefined) body += publications(fields.publications, 'omit')
   body += json('data', fields.data)
   return object(body) as Result<'subscribe'>
 }
 
-export function historyResult (fields: HistoryResultFields): Result<'history'> {
-  const body = (fields.publications.length > 0 ? `,"publications":${publications(fields.publications)}` : '') + position(fields.epoch, fields.offset)
+/**
+ * A history page. Publications of bytes that are not JSON are left out for
+ * JSON clients (they never receive those), or, for the server API, carry
+ * `b64data` instead of `data`.
+ */
+export function historyResult (fields: HistoryResultFields, binary: BinaryPublications = 'omit'): Result<'history'> {
+  const body = publications(fields.publications, binary) + position(fields.epoch, fields.offset)
   return object(body) as Result<'history'>
 }
 
@@ -236,7 +241,12 @@ function clientInfo (info: ClientInfo): string {
 }
 
 function publication (pub: PushPublication): string {
-  let text = `{"data":${spliced(pub.data)}`
+  return publicationWith(`{"data":${spliced(pub.data)}`, pub)
+}
+
+/** A publication's members after its data (`head`, which opens the object). */
+function publicationWith (head: string, pub: Omit<PushPublication, 'data'>): string {
+  let text = head
   if (pub.offset !== undefined && pub.offset !== 0) text += `,"offset":${uint(pub.offset, 'offset', Number.MAX_SAFE_INTEGER)}`
   if (pub.epoch !== undefined && pub.epoch !== '') text += `,"epoch":${JSON.stringify(pub.epoch)}`
   if (pub.info !== undefined) text += `,"info":${clientInfo(pub.info)}`
@@ -244,7 +254,18 @@ function publication (pub: PushPublication): string {
   return text + '}'
 }
 
-/** A JSON array of publications (history, recovery): the same objects as a `pub` push's. */
-function publications (pubs: readonly PushPublication[]): string {
-  return `[${pubs.map(publication).join(',')}]`
+/** What becomes of publications whose data is bytes that are not JSON, in a JSON reply. */
+export type BinaryPublications = 'omit' | 'b64data'
+
+/**
+ * `,"publications":[…]` for history and recovery, the same objects as a
+ * `pub` push's; nothing when none is left.
+ */
+function publications (pubs: readonly Publication[], binary: BinaryPublications): string {
+  const items: string[] = []
+  for (const pub of pubs) {
+    if (typeof pub.data === 'string') items.push(publication(pub as PushPublication))
+    else if (binary === 'b64data') items.push(publicationWith(`{"b64data":"${pub.data.toString('base64')}"`, pub))
+  }
+  return items.length === 0 ? '' : `,"publications":[${items.join(',')}]`
 }

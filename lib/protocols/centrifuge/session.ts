@@ -517,13 +517,13 @@ export class Session {
     const rule = subscription?.namespace.publish ?? false
     if (subscription === undefined || rule === false) throw new CommandError(ErrorCode.PERMISSION_DENIED)
     const data = params.data ?? null
-    // Bytes that are not JSON, from a Protobuf client: JSON subscribers could
-    // not receive them, and channels carry JSON only (so far).
-    if (data instanceof Uint8Array) throw new CommandError(ErrorCode.BAD_REQUEST)
-    if (depthOf(data, MAX_DATA_DEPTH) > MAX_DATA_DEPTH) throw new CommandError(ErrorCode.BAD_REQUEST)
+    // A Uint8Array: bytes that are not JSON, from a Protobuf client.
+    const binary = data instanceof Uint8Array
+    if (!binary && depthOf(data, MAX_DATA_DEPTH) > MAX_DATA_DEPTH) throw new CommandError(ErrorCode.BAD_REQUEST)
     if (rule !== true && !(await this.#hook('publish', rule(this.connection, params.channel, data)))) throw new CommandError(ErrorCode.PERMISSION_DENIED)
     try {
-      await this.#context.channels.publish(params.channel, subscription.namespace, Buffer.from(JSON.stringify(data)), subscription.info)
+      const bytes = binary ? data as Buffer : Buffer.from(JSON.stringify(data))
+      await this.#context.channels.publish(params.channel, subscription.namespace, bytes, { info: subscription.info, binary })
     } catch (err) {
       this.#context.log.warn({ err, channel: params.channel }, 'fanout: client publication failed')
       throw new CommandError(ErrorCode.INTERNAL)
