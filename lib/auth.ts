@@ -79,8 +79,10 @@ function hasMalformedBearer (request: FastifyRequest): boolean {
  */
 export function selectProtocol (protocols: Set<string>): string | false {
   if (protocols.has(SUBPROTOCOL)) return SUBPROTOCOL
-  // Centrifugo's SDKs: JSON is what the endpoint speaks, when a client offers both.
+  // Centrifugo's SDKs: JSON when a client offers both (the endpoint speaks
+  // the one chosen here).
   if (protocols.has('centrifuge-json')) return 'centrifuge-json'
+  if (protocols.has('centrifuge-protobuf')) return 'centrifuge-protobuf'
   for (const protocol of protocols) {
     if (!protocol.startsWith(TOKEN_PROTOCOL_PREFIX)) return protocol
   }

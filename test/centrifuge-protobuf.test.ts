@@ -82,6 +82,11 @@ t.test('the subprotocol picks the codec: the Protobuf SDK gets binary replies; ?
   t.match(reply, { id: 1, connect: { client: /\./, ping: 1, pong: true } })
   t.equal(built.app.fanout.connectionsOf('alice').size, 1)
 
+  const among = await rawProtobuf(t, built.sdkUrl, ['x-custom', 'centrifuge-protobuf'])
+  t.equal(among.ws.protocol, 'centrifuge-protobuf', 'chosen among others the client offered first')
+  among.ws.send(frame({ id: 1, connect: { token: token({ sub: 'dave' }) } }))
+  t.match(await among.next(), { id: 1, connect: { client: /\./ } })
+
   const query = await rawProtobuf(t, built.sdkUrl + '?format=protobuf', [])
   t.equal(query.ws.protocol, '')
   query.ws.send(frame({ id: 1, connect: { token: token({ sub: 'bob' }) } }))

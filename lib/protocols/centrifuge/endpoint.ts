@@ -25,14 +25,13 @@ export const JSON_SUBPROTOCOL = 'centrifuge-json'
 export const PROTOBUF_SUBPROTOCOL = 'centrifuge-protobuf'
 
 /**
- * Which codec a connection speaks: Protobuf when it offered only
- * `centrifuge-protobuf` among ours, or asked for it in the query string
- * (`?format=protobuf` or `?cf_protocol=protobuf`, for clients that cannot
- * offer subprotocols); JSON otherwise, also when it offered none.
+ * Whether a connection speaks Protobuf: the subprotocol the handshake chose
+ * (`selectProtocol`: JSON when a client offers both), or, without one, the
+ * query string (`?format=protobuf` or `?cf_protocol=protobuf`, for clients
+ * that cannot offer subprotocols). JSON otherwise.
  */
-function wantsProtobuf (request: FastifyRequest, offered: readonly string[]): boolean {
-  if (offered.includes(PROTOBUF_SUBPROTOCOL)) return !offered.includes(JSON_SUBPROTOCOL)
-  if (offered.length > 0) return false
+function speaksProtobuf (socket: WebSocket, request: FastifyRequest): boolean {
+  if (socket.protocol !== '') return socket.protocol === PROTOBUF_SUBPROTOCOL
   const query = request.query as Record<string, unknown> | undefined
   return query?.format === 'protobuf' || query?.cf_protocol === 'protobuf'
 }
@@ -154,7 +153,7 @@ export function registerCentrifugeEndpoint (scope: FastifyInstance, context: Cen
       subscriptionExpiry,
       pingSeconds: options.heartbeatInterval === 0 ? 0 : Math.max(1, Math.round(options.heartbeatInterval / 1000))
     }
-    const codec = wantsProtobuf(request, offeredSubprotocols(request)) ? protobuf : json
+    const codec = speaksProtobuf(socket, request) ? protobuf : json
     const connection = new Connection(context.nextConnectionId(), socket, connectionContexts.get(codec) as ConnectionContext)
     if (context.isClosing()) {
       connection.closeFor('shutdown')
