@@ -118,21 +118,28 @@ app.get('/', async (request, reply) => {
   return await reply.type('text/html; charset=utf-8').send(withConfig(page, config))
 })
 
-// The channels page speaks through centrifuge-js, the browser build that the
-// `centrifuge` package ships (dist/centrifuge.js, which defines the global
-// `Centrifuge`), read once here and served from this server: no CDN. The
-// package exports no path to it, so it is found next to the package's entry.
+// The channels page speaks through centrifuge-js, the browser builds that the
+// `centrifuge` package ships (dist/centrifuge.js and, for ?codec=protobuf,
+// dist/centrifuge.protobuf.js, each defining the global `Centrifuge`), read
+// once here and served from this server: no CDN. The package exports no path
+// to them, so they are found next to the package's entry.
 const channelsPage = await readFile(new URL('./channels.html', import.meta.url), 'utf8')
-const sdkBrowserBuild = await readFile(join(dirname(createRequire(import.meta.url).resolve('centrifuge')), '..', 'dist', 'centrifuge.js'))
-app.get('/vendor/centrifuge.js', async (_request, reply) => await reply.type('text/javascript; charset=utf-8').send(sdkBrowserBuild))
-app.get<{ Querystring: { user?: string } }>('/channels', {
-  schema: { querystring: { type: 'object', properties: { user: { type: 'string', pattern: demoUser.source } } } }
+const sdkDist = join(dirname(createRequire(import.meta.url).resolve('centrifuge')), '..', 'dist')
+for (const build of ['centrifuge.js', 'centrifuge.protobuf.js']) {
+  const script = await readFile(join(sdkDist, build))
+  app.get(`/vendor/${build}`, async (_request, reply) => await reply.type('text/javascript; charset=utf-8').send(script))
+}
+app.get<{ Querystring: { user?: string, codec?: 'json' | 'protobuf' } }>('/channels', {
+  schema: { querystring: { type: 'object', properties: { user: { type: 'string', pattern: demoUser.source }, codec: { enum: ['json', 'protobuf'] } } } }
 }, async (request, reply) => {
   // As for /: a token only for this machine's pages, in development. `?user=`
-  // picks the user (default demo-user), so that two tabs can be two people.
+  // picks the user (default demo-user), so that two tabs can be two people;
+  // `?codec=protobuf` the SDK's Protobuf build, as the mobile SDKs speak.
   const user = request.query.user ?? 'demo-user'
-  const config = development && fromThisMachine(request) ? { token: app.jwt.sign({ sub: user }, { expiresIn: pageTokenLifetime }), user, demo: true } : {}
-  return await reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(withConfig(channelsPage, config))
+  const codec = request.query.codec ?? 'json'
+  const config = development && fromThisMachine(request) ? { token: app.jwt.sign({ sub: user }, { expiresIn: pageTokenLifetime }), user, demo: true, codec } : { codec }
+  const page = codec === 'protobuf' ? channelsPage.replace('/vendor/centrifuge.js', '/vendor/centrifuge.protobuf.js') : channelsPage
+  return await reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').send(withConfig(page, config))
 })
 
 if (development) {

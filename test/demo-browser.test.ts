@@ -43,15 +43,16 @@ interface DemoPage {
   channel: (name?: string) => Locator
 }
 
-/** The channels page as `user`, in a browser context of its own (another browser, as it were), once connected. */
-async function openPage (browser: Browser, base: string, user: string): Promise<DemoPage> {
+/** The channels page as `user`, in a browser context of its own (another browser, as it were), once connected; `codec`: the SDK build it runs. */
+async function openPage (browser: Browser, base: string, user: string, codec: 'json' | 'protobuf' = 'json'): Promise<DemoPage> {
   const context = await browser.newContext()
   context.setDefaultTimeout(WAIT)
   const page = await context.newPage()
   const errors: string[] = []
   page.on('pageerror', (err) => { errors.push(err.message) })
-  await page.goto(`${base}/channels?user=${user}`)
+  await page.goto(`${base}/channels?user=${user}&codec=${codec}`)
   await page.locator('#state', { hasText: /^connected$/ }).waitFor()
+  await page.locator('#detail', { hasText: codec === 'protobuf' ? /, Protobuf$/ : /, JSON$/ }).waitFor()
   return { page, errors, channel: (name = 'chat:lobby') => page.locator(`section[data-channel="${name}"]`) }
 }
 
@@ -100,11 +101,11 @@ async function stop (child: ChildProcess): Promise<void> {
   await exited
 }
 
-t.test('two users on chat:lobby: publications, presence, join and leave', { skip }, async (t) => {
+t.test('two users on chat:lobby, one on the SDK\'s JSON build and one on its Protobuf build: publications, presence, join and leave', { skip }, async (t) => {
   const browser = await launch(t)
   const server = await runExample(t, example, { PORT: '0', METRICS_PORT: String(await freePort()) })
   const alice = await openPage(browser, server.base, 'alice')
-  const bob = await openPage(browser, server.base, 'bob')
+  const bob = await openPage(browser, server.base, 'bob', 'protobuf')
 
   await subscribe(alice)
   t.match(await alice.channel().locator('.recovery').textContent(), /recoverable: true/, 'the namespace recovers')
