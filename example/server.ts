@@ -179,7 +179,7 @@ if (printBanner) {
   process.stdout.write(`\nfastify-fanout example listening on ${base} (pid ${process.pid})\n`)
   process.stdout.write(`  backplane: ${redis === undefined ? 'embedded (this process only)' : `Redis at ${redis.replace(/\/\/[^@]*@/, '//')}`}\n`)
   process.stdout.write(`  open ${base}/ in a browser to watch messages arrive\n`)
-  process.stdout.write(`  open ${base}/channels?user=alice and ${base}/channels?user=bob for channels (chat:*) through centrifuge-js\n`)
+  process.stdout.write(`  open ${base}/channels?user=alice and ${base}/channels?user=bob&codec=protobuf for channels (chat:*) through centrifuge-js (JSON and Protobuf)\n`)
   process.stdout.write(`  WebSocket endpoints ${base.replace('http', 'ws')}/ws and ${base.replace('http', 'ws')}/connection/websocket (Centrifugo's client protocol)\n`)
   process.stdout.write(`  HTTP API (OpenAPI) ${base}/documentation, the document at ${base}/documentation/json\n`)
   if (apiKey !== undefined) process.stdout.write(`  server API ${base}/api/<method> (Centrifugo's; key from API_KEY in X-API-Key)\n`)
