@@ -81,7 +81,10 @@ export function createDecorator (registry: Registry, fanout: Fanout, channels: C
       const namespace = withHistory(channel)
       const { limit = 0, since, reverse = false } = query
       if (!Number.isSafeInteger(limit) || limit < -1) throw new InvalidArgumentError('limit', 'must be -1 (all), 0 (position only) or a positive integer')
-      return await channels.history(channel, namespace, { limit, since, reverse })
+      const page = await channels.history(channel, namespace, { limit, since, reverse })
+      // Bytes are the store's own (memory): the caller gets copies it may change.
+      if (!page.publications.some((publication) => typeof publication.data !== 'string')) return page
+      return { ...page, publications: page.publications.map((publication) => typeof publication.data === 'string' ? publication : { ...publication, data: Buffer.from(publication.data) }) }
     },
     async removeHistory (channel) {
       withHistory(channel)

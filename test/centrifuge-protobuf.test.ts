@@ -157,7 +157,13 @@ const MALFORMED: Array<[string, Buffer | string]> = [
   ['a frame of garbage', Buffer.from('ffd8ffe000104a46494600010101004800480000fffe0013', 'hex')],
   ['an empty frame', Buffer.alloc(0)],
   ['a text frame', '{"id":2,"ping":{}}'],
-  ['a command without an id', frame({ ping: {} })]
+  ['a command without an id', frame({ ping: {} })],
+  // Within the command, wrong inside: what the generated decoders would not notice.
+  ['a field past the end of its nested message', delimit(Buffer.from([0x08, 0x02, 0x2a, 0x02, 0x0a, 0x06, ...Buffer.from('chat:a')]))],
+  ['a nested length past the frame, ended by a zero byte', delimit(Buffer.from([0x08, 0x02, 0x2a, 100, 0x0a, 0x06, ...Buffer.from('chat:a'), 0x00]))],
+  ['a field number 0 inside a nested message', delimit(Buffer.from([0x08, 0x02, 0x2a, 0x0b, 0x0a, 0x06, ...Buffer.from('chat:a'), 0x00, 0x08, 0x09]))],
+  ['a group', delimit(Buffer.from([0x08, 0x02, 0x53, 0x54]))],
+  ['a string that is not UTF-8', delimit(Buffer.from([0x08, 0x02, 0x2a, 0x08, 0x0a, 0x06, ...Buffer.from('chat:'), 0xff]))]
 ]
 
 t.test('malformed binary frames close with 3501 (bad request), never anything worse; a bystander is not disturbed', async (t) => {
@@ -403,8 +409,44 @@ t.test('the Redis codec carries bytes in base64 and refuses what is not', async 
   const encoded = encodeEnvelope(envelope)
   t.equal(encoded.indexOf(0x0a), encoded.lastIndexOf(0x0a), 'one line feed: the header\'s')
   t.match(decodeEnvelope(encoded), { id: 'x', data: BINARY, binary: true, channel: 'c' })
-  t.equal(decodeEnvelope(Buffer.from('{"v":2,"id":"x","ch":"c","b":1}\n!!!!')), null, 'not base64')
-  t.equal(decodeEnvelope(Buffer.from('{"v":2,"id":"x","ch":"c","b":1}\n')), null, 'no data')
-  t.equal(decodeEnvelope(Buffer.from('{"v":2,"id":"x","b":1}\nAA==')), null, 'bytes only for channels')
-  t.equal(decodeEnvelope(Buffer.from('{"v":2,"id":"x","ch":"c","b":2}\nAA==')), null, 'b is 1 or absent')
+  t.match(JSON.parse(encoded.subarray(0, encoded.indexOf(0x0a)).toString()), { v: 3, b: 1 }, 'version 3: instances from before binary publications drop it')
+  t.equal(decodeEnvelope(Buffer.from('{"v":3,"id":"x","ch":"c","b":1}\n!!!!')), null, 'not base64')
+  t.equal(decodeEnvelope(Buffer.from('{"v":3,"id":"x","ch":"c","b":1}\n')), null, 'no data')
+  t.equal(decodeEnvelope(Buffer.from('{"v":3,"id":"x","b":1}\nAA==')), null, 'bytes only for channels')
+  t.equal(decodeEnvelope(Buffer.from('{"v":3,"id":"x","ch":"c","b":2}\nAA==')), null, 'b is 1')
+  t.equal(decodeEnvelope(Buffer.from('{"v":2,"id":"x","ch":"c","b":1}\nAA==')), null, 'b only with version 3')
+  t.equal(decodeEnvelope(Buffer.from('{"v":3,"id":"x","ch":"c"}\n1')), null, 'version 3 only with b')
+})
+
+t.test('a Protobuf client\'s JSON bytes are published as they came; the application\'s bytes are copied; send is never answered', async (t) => {
+  const built = await buildCentrifuge(t, {
+    heartbeatInterval: 0,
+    centrifuge: { connectTimeout: 500, hookTimeout: 100, onSend: async () => await new Promise(() => {}) },
+    channels: { namespaces: { bin: { historySize: 10, historyTtl: 60_000, recovery: true, publish: true } } }
+  })
+  const publisher = await connected(t, built.sdkUrl)
+  publisher.ws.send(frame({ id: 2, subscribe: { channel: 'bin:a' } }))
+  t.match(await publisher.next(), { id: 2, subscribe: {} })
+  // Values JSON.parse and JSON.stringify would change: an exponent, a 64-bit id, spacing.
+  const sent = ['1e2', '{"n":12345678901234567891}', ' [1.50] ']
+  publisher.ws.send(frame(...sent.map((text, i) => ({ id: 3 + i, publish: { channel: 'bin:a', data: Buffer.from(text) } }))))
+  await until(async () => (await built.app.fanout.history('bin:a', { limit: -1 })).publications.length === sent.length, 'the publications to be kept')
+  const page = await built.app.fanout.history('bin:a', { limit: -1 })
+  t.same(page.publications.map((p) => String(p.data)), sent, 'kept as published')
+
+  const scratch = Buffer.from([0xde, 0xad, 0xbe, 0xef])
+  await built.app.fanout.publish('bin:a', scratch)
+  scratch.fill(0) // the application reuses its buffer
+  const kept = (await built.app.fanout.history('bin:a', { limit: -1 })).publications.at(-1)?.data as Buffer
+  t.same(kept, Buffer.from([0xde, 0xad, 0xbe, 0xef]), 'history holds what was published')
+  kept.fill(1) // a history reader writes into what it got
+  t.same((await built.app.fanout.history('bin:a', { limit: -1 })).publications.at(-1)?.data, Buffer.from([0xde, 0xad, 0xbe, 0xef]), 'and cannot change what is kept')
+
+  // A send with an id, whose onSend never settles: no answer, not even an error.
+  publisher.ws.send(frame({ id: 7, send: { data: json(1) } }, { id: 8, ping: {} }))
+  const answered: number[] = []
+  for (let reply = await publisher.next(); reply.id !== 8; reply = await publisher.next()) {
+    if (reply.id !== undefined) answered.push(reply.id)
+  }
+  t.same(answered, [3, 4, 5], 'the publishes were answered, the send never')
 })

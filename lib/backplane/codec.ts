@@ -16,6 +16,12 @@ import type { Envelope } from './types.js'
 // (the line must stay one line, and history keeps it as text).
 
 const VERSION = 2
+/**
+ * Binary publications carry version 3, so that an instance of a version
+ * before them drops them (as it drops any version it does not know) instead
+ * of splicing their base64 into JSON frames.
+ */
+const BINARY_VERSION = 3
 const NEWLINE = 0x0a
 
 interface Header {
@@ -36,7 +42,7 @@ interface Header {
 
 /** The header's JSON text, without its closing brace when `open` (the history script appends offset and epoch). */
 export function encodeHeader (envelope: Envelope, open = false): string {
-  const header: Header = { v: VERSION, id: envelope.id }
+  const header: Header = { v: envelope.binary === true ? BINARY_VERSION : VERSION, id: envelope.id }
   if (envelope.users !== undefined) header.u = envelope.users
   if (envelope.except !== undefined && envelope.except.length > 0) header.x = envelope.except
   if (envelope.connectionId !== undefined) header.c = envelope.connectionId
@@ -108,7 +114,7 @@ export function decodeEnvelope (message: Buffer): Envelope | null {
 function isHeader (value: unknown): value is Header {
   if (value === null || typeof value !== 'object') return false
   const header = value as Record<string, unknown>
-  return header.v === VERSION &&
+  return ((header.v === VERSION && header.b === undefined) || (header.v === BINARY_VERSION && header.b === 1)) &&
     typeof header.id === 'string' &&
     (header.u === undefined || isStringList(header.u)) &&
     (header.x === undefined || isStringList(header.x)) &&
@@ -119,7 +125,6 @@ function isHeader (value: unknown): value is Header {
     (header.e === undefined || typeof header.e === 'string') &&
     (header.i === undefined || isClientInfo(header.i)) &&
     (header.p === undefined || ((header.p === 'join' || header.p === 'leave') && typeof header.ch === 'string' && header.i !== undefined)) &&
-    (header.b === undefined || header.b === 1) &&
     (header.s === undefined || (Array.isArray(header.s) && header.s.length === 2 && typeof header.s[0] === 'string' && (header.s[1] === 0 || header.s[1] === 1)))
 }
 

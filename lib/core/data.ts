@@ -36,7 +36,8 @@ export interface PublicationData {
  */
 export function dataFromBytes (data: Uint8Array): PublicationData {
   if (data.length === 0) throw new InvalidMessageError('bytes must not be empty')
-  const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength)
+  // A copy: the caller may reuse its buffer once publish returns, and history keeps these.
+  const bytes = Buffer.from(data)
   if (!isJsonText(bytes)) return { bytes, binary: true }
   return { bytes: bytes.includes(NEWLINE) ? Buffer.from(bytes.map((byte) => byte === NEWLINE ? SPACE : byte)) : bytes, binary: false }
 }

@@ -323,6 +323,8 @@ export function answerSurvey (context: Pick<ServerApiContext, 'registry' | 'inst
  * text when the bytes are JSON, otherwise bytes that only Protobuf clients
  * receive (dataFromBytes).
  */
+const tooDeep = `data is nested deeper than ${MAX_DATA_DEPTH} levels of arrays and objects`
+
 function publicationData (body: PublishFields): PublicationData {
   const hasData = 'data' in body
   const hasB64 = nonEmpty(body.b64data)
@@ -331,12 +333,14 @@ function publicationData (body: PublishFields): PublicationData {
   if (hasB64) {
     const text = body.b64data as string
     if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0) throw badRequest('b64data is not base64 (standard alphabet, padded)')
-    return dataFromBytes(Buffer.from(text, 'base64'))
+    const data = dataFromBytes(Buffer.from(text, 'base64'))
+    if (!data.binary && depthOf(JSON.parse(data.bytes.toString()), MAX_DATA_DEPTH) > MAX_DATA_DEPTH) throw badRequest(tooDeep)
+    return data
   }
   if (!hasData) {
     throw badRequest('`data` is required (or `b64data`)')
   }
-  if (depthOf(data, MAX_DATA_DEPTH) > MAX_DATA_DEPTH) throw badRequest(`data is nested deeper than ${MAX_DATA_DEPTH} levels of arrays and objects`)
+  if (depthOf(data, MAX_DATA_DEPTH) > MAX_DATA_DEPTH) throw badRequest(tooDeep)
   return { bytes: serializeData(data), binary: false }
 }
 

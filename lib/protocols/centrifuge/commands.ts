@@ -85,6 +85,8 @@ export type PresenceStatsRequest = ChannelRequest
 export interface PublishRequest {
   readonly channel: string
   readonly data?: unknown
+  /** The data as the client sent it, when it sent bytes (Protobuf): what is published. */
+  readonly bytes?: Buffer
   /** 0 (or absent) for a plain publication; 1 is Centrifugo's map publish. */
   readonly type?: number
 }

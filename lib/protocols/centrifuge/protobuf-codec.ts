@@ -1,5 +1,5 @@
 import { isUtf8 } from 'node:buffer'
-import { BinaryReader, BinaryWriter } from '@bufbuild/protobuf/wire'
+import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire'
 import type { Envelope } from '../../backplane/types.js'
 import type { ClientInfo, Publication } from '../../channels/types.js'
 import type { WireProtocol } from '../../core/protocol.js'
@@ -151,24 +151,28 @@ export function createProtobufCodec (maxCommandsPerFrame = DEFAULT_MAX_COMMANDS_
  * pong, an id without a known method 104, two methods or a missing channel
  * or token 107 (answered, the frame goes on); a frame that is not a
  * sequence of delimited Commands breaks the protocol (3501): a text frame,
- * an empty one, a length or varint running past its end, a field running
- * past its command, an invalid wire type, an offset beyond 2^53. Unknown
- * fields are skipped, as proto3 asks.
+ * an empty one, a length or varint running past its end, a message running
+ * past the one around it, a field number 0, groups, an invalid wire type, a
+ * string that is not UTF-8, an offset beyond 2^53. Unknown fields are
+ * skipped, as proto3 asks.
  */
 function parseFrame (data: Buffer, isBinary: boolean, maxCommands: number): ParsedFrame {
   if (!isBinary) return { ok: false, reason: 'text frame on the Protobuf protocol' }
   if (data.length === 0) return { ok: false, reason: 'empty frame' }
-  const reader = new BinaryReader(data)
+  const frame = new BinaryReader(data)
   const lines: ParsedLine[] = []
-  for (let number = 1; reader.pos < reader.len; number++) {
+  for (let number = 1; frame.pos < frame.len; number++) {
     if (lines.length === maxCommands) return { ok: false, reason: `more than ${maxCommands} commands in a frame` }
     let command: pb.Command
     try {
-      const length = reader.uint32()
-      const end = reader.pos + length
-      if (end > reader.len) return { ok: false, reason: `command ${number}: its length runs past the end of the frame` }
-      command = pb.Command.decode(reader, length)
-      if (reader.pos !== end) return { ok: false, reason: `command ${number}: a field runs past the end of the command` }
+      const length = frame.uint32()
+      if (length > frame.len - frame.pos) return { ok: false, reason: `command ${number}: its length runs past the end of the frame` }
+      // A reader of this command's bytes alone: nothing in it can read the next one's.
+      const body = data.subarray(frame.pos, frame.pos + length)
+      frame.pos += length
+      const problem = structureProblem(new BinaryReader(body), body.length, COMMAND)
+      if (problem !== undefined) return { ok: false, reason: `command ${number}: ${problem}` }
+      command = pb.Command.decode(new BinaryReader(body, strictUtf8))
     } catch (err) {
       return { ok: false, reason: `command ${number}: not a Protobuf Command (${(err as Error).message})` }
     }
@@ -177,6 +181,62 @@ function parseFrame (data: Buffer, isBinary: boolean, maxCommands: number): Pars
     lines.push(line)
   }
   return { ok: true, lines }
+}
+
+/**
+ * Which fields of a message hold messages, and their own: what the generated
+ * decoders cannot check, since they stop at the end of the whole input and
+ * at a field number 0, so a nested message could run past the one around it
+ * or end early. Mirrors client.proto (test/protobuf-schema.test.ts holds it
+ * to it).
+ */
+export interface MessageShape { readonly [field: number]: MessageShape }
+
+const NO_MESSAGES: MessageShape = Object.freeze({})
+const SUBSCRIBE_REQUEST = NO_MESSAGES
+export const COMMAND: MessageShape = Object.freeze({
+  4: Object.freeze({ 3: Object.freeze({ 2: SUBSCRIBE_REQUEST }), 6: NO_MESSAGES }), // connect: subs (map entries of SubscribeRequest), headers
+  5: SUBSCRIBE_REQUEST,
+  6: NO_MESSAGES,
+  7: NO_MESSAGES,
+  8: NO_MESSAGES,
+  9: NO_MESSAGES,
+  10: Object.freeze({ 8: NO_MESSAGES }), // history: since
+  11: NO_MESSAGES,
+  12: NO_MESSAGES,
+  13: NO_MESSAGES,
+  14: NO_MESSAGES,
+  15: NO_MESSAGES
+})
+
+/**
+ * Why the message ending at `end` is not well formed, or undefined: every
+ * tag valid (no field 0, no groups, which this protocol never uses), every
+ * value within the message, and each nested message of `shape` likewise.
+ */
+function structureProblem (reader: BinaryReader, end: number, shape: MessageShape): string | undefined {
+  while (reader.pos < end) {
+    const [field, wireType] = reader.tag()
+    if (wireType === WireType.StartGroup || wireType === WireType.EndGroup) return `field ${field}: groups are not part of this protocol`
+    const nested = shape[field]
+    if (wireType !== WireType.LengthDelimited || nested === undefined) {
+      reader.skip(wireType, field)
+    } else {
+      const length = reader.uint32()
+      if (length > end - reader.pos) return `field ${field}: runs past the end of its message`
+      const problem = structureProblem(reader, reader.pos + length, nested)
+      if (problem !== undefined) return `field ${field}: ${problem}`
+    }
+    if (reader.pos > end) return `field ${field}: runs past the end of its message`
+  }
+  return undefined
+}
+
+const fatalUtf8 = new TextDecoder('utf-8', { fatal: true })
+
+/** The readers' string decoding: a string that is not UTF-8 is an error, not replacement characters. */
+function strictUtf8 (bytes: Uint8Array): string {
+  return fatalUtf8.decode(bytes)
 }
 
 const PONG: ParsedLine = Object.freeze({ kind: 'pong' })
@@ -202,7 +262,8 @@ function lineOf (command: pb.Command): ParsedLine | string {
     if (method === 'send') return params
     return { kind: 'invalid', id, method, code: 107, message: 'bad request', detail: params }
   }
-  return { kind: 'command', command: { id, method, params } as Command }
+  // send is never answered (as in commands.ts): its id, if any, is dropped.
+  return { kind: 'command', command: { id: method === 'send' ? 0 : id, method, params } as Command }
 }
 
 /**
@@ -253,7 +314,13 @@ function requestOf (method: Method, command: pb.Command): Requests[Method] | str
     }
     case 'publish': {
       const request = command.publish as pb.PublishRequest
-      return withChannel(method, request.channel) ?? { channel: request.channel as string, data: dataOf(request.data), type: request.type }
+      return withChannel(method, request.channel) ?? {
+        channel: request.channel as string,
+        data: dataOf(request.data),
+        // Published as they came: re-serializing the value would change them (1e2, 64-bit integers).
+        bytes: request.data !== undefined && request.data.length > 0 ? request.data : undefined,
+        type: request.type
+      }
     }
     case 'history': {
       const request = command.history as pb.HistoryRequest

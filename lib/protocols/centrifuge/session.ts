@@ -7,7 +7,7 @@ import type { ClientInfo, StreamPosition } from '../../channels/types.js'
 import type { Connection } from '../../core/connection.js'
 import type { ExpiryWheel } from '../../core/expiry.js'
 import type { Registry } from '../../core/registry.js'
-import { depthOf, MAX_DATA_DEPTH } from '../../core/data.js'
+import { dataFromBytes, depthOf, MAX_DATA_DEPTH } from '../../core/data.js'
 import type { FanoutMetrics } from '../../metrics.js'
 import type { TokenClaims } from '../../types.js'
 import { DisconnectCode, ErrorCode, UnsubscribeCode, type Advice, type ReplyError } from './codes.js'
@@ -197,7 +197,8 @@ export class Session {
       this.#dropAnswered()
       if (err instanceof CommandError) {
         this.#context.metrics.commandErrors.inc({ code: err.error.code })
-        this.#reply(this.#codec.errorReply(command.id, err.error))
+        // send is never answered, not even its failure (an onSend past hookTimeout).
+        if (command.method !== 'send') this.#reply(this.#codec.errorReply(command.id, err.error))
       } else if (err instanceof Disconnect) {
         this.#disconnect(err.advice, err.message)
       } else {
@@ -518,11 +519,11 @@ export class Session {
     if (subscription === undefined || rule === false) throw new CommandError(ErrorCode.PERMISSION_DENIED)
     const data = params.data ?? null
     // A Uint8Array: bytes that are not JSON, from a Protobuf client.
-    const binary = data instanceof Uint8Array
-    if (!binary && depthOf(data, MAX_DATA_DEPTH) > MAX_DATA_DEPTH) throw new CommandError(ErrorCode.BAD_REQUEST)
+    if (!(data instanceof Uint8Array) && depthOf(data, MAX_DATA_DEPTH) > MAX_DATA_DEPTH) throw new CommandError(ErrorCode.BAD_REQUEST)
     if (rule !== true && !(await this.#hook('publish', rule(this.connection, params.channel, data)))) throw new CommandError(ErrorCode.PERMISSION_DENIED)
     try {
-      const bytes = binary ? data as Buffer : Buffer.from(JSON.stringify(data))
+      // A Protobuf client's bytes as they came; a JSON client's value as JSON text.
+      const { bytes, binary } = params.bytes === undefined ? { bytes: Buffer.from(JSON.stringify(data)), binary: false } : dataFromBytes(params.bytes)
       await this.#context.channels.publish(params.channel, subscription.namespace, bytes, { info: subscription.info, binary })
     } catch (err) {
       this.#context.log.warn({ err, channel: params.channel }, 'fanout: client publication failed')
