@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
+import { COMMAND, type MessageShape } from '../lib/protocols/centrifuge/protobuf-codec.js'
 
 // The Protobuf codec is generated (buf.gen.yaml: ts-proto) from our
 // client.proto, which declares the fields of Centrifugo's client protocol the
@@ -75,4 +76,23 @@ t.test('every field of client.proto is the SDK\'s: same message, name, number an
       t.same(sdk.find((candidate) => candidate.name === field.name), field, `${message}.${field.name}`)
     }
   }
+})
+
+/** Which fields of `name` hold messages, and theirs, from client.proto (map fields: their entry, whose field 2 is the value). */
+function shapeOf (proto: string, name: string): MessageShape {
+  const body = new RegExp(`message ${name} \\{([^}]*)\\}`).exec(proto.replace(/\/\/.*$/gm, ''))?.[1]
+  if (body === undefined) throw new Error(`no message ${name} in client.proto`)
+  const shape: Record<number, MessageShape> = {}
+  for (const [, type, number] of body.matchAll(/(?:repeated )?(map<\w+, ?\w+>|\w+) \w+ = (\d+);/g)) {
+    const map = /^map<\w+, ?(\w+)>$/.exec(type as string)
+    const value = map === null ? type as string : map[1] as string
+    const nested = /^[A-Z]/.test(value) ? shapeOf(proto, value) : undefined
+    if (map !== null) shape[Number(number)] = nested === undefined ? {} : { 2: nested }
+    else if (nested !== undefined) shape[Number(number)] = nested
+  }
+  return shape
+}
+
+t.test('the codec\'s table of nested messages in commands is client.proto\'s', async (t) => {
+  t.same(COMMAND, shapeOf(await readFile(PROTO, 'utf8'), 'Command'))
 })
