@@ -62,10 +62,17 @@ t.test('the channels page carries a short-lived token for this machine only, and
   t.equal((token.exp as number) - (token.iat as number), 600, 'valid for 10 minutes: the SDK refreshes it')
   t.equal(claims(pageConfig((await get(`${base}/channels?user=alice`, { host: `localhost:${port}` })).body)?.token as string).sub, 'alice', '?user= names the user')
   t.equal((await get(`${base}/channels?user=${encodeURIComponent('<b>')}`, { host: `localhost:${port}` })).status, 400, 'a user name is letters, digits, _ . -')
+  const protobuf = await get(`${base}/channels?codec=protobuf`, { host: `localhost:${port}` })
+  t.match(pageConfig(protobuf.body), { codec: 'protobuf', demo: true }, '?codec=protobuf: the page runs the Protobuf build')
+  t.match(protobuf.body, '<script src="/vendor/centrifuge.protobuf.js"></script>')
+  const script = await get(`${base}/vendor/centrifuge.protobuf.js`, { host: `localhost:${port}` })
+  t.equal(script.status, 200)
+  t.match(script.headers['content-type'], /^text\/javascript/)
+  t.equal((await get(`${base}/channels?codec=xml`, { host: `localhost:${port}` })).status, 400, 'codec is json or protobuf')
 
   for (const host of [`attacker.example:${port}`, `127.0.0.1.nip.io:${port}`]) {
     const rebound = await get(`${base}/channels`, { host })
-    t.same(pageConfig(rebound.body), {}, `${host}: a page without a token`)
+    t.same(pageConfig(rebound.body), { codec: 'json' }, `${host}: a page without a token`)
     t.notMatch(rebound.body, serviceToken)
     t.equal((await get(`${base}/demo/token`, { host })).status, 403, `${host}: no token from the route`)
   }
