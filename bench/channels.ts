@@ -40,10 +40,10 @@
 import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { writeFile } from 'node:fs/promises'
-import { cpus, loadavg } from 'node:os'
+import { loadavg } from 'node:os'
 import { Redis } from 'ioredis'
 import { freePort, spawnRedis } from '../test/redis-helpers.js'
-import { ask, PIN, percentiles, pin, sleep, start } from './harness.js'
+import { ask, pin, machine, PIN, percentiles, sleep, start } from './harness.js'
 import { merge } from './loadgen/histogram.js'
 import type { SdkClientsConfig } from './loadgen/sdk-clients.js'
 import type { WorkerConfig } from './loadgen/worker.js'
@@ -393,7 +393,7 @@ const output: Record<string, unknown> = {
   benchmark: 'channels: CPU per delivery against broadcast, history per publish, memory per subscription',
   command: 'npm run bench:channels',
   date: new Date().toISOString(),
-  machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version, load_average_1m_before: round2(loadavg()[0] as number) },
+  machine: machine({ load_average_1m_before: round2(loadavg()[0] as number) }),
   pinned: PIN ? { server: `cpu ${SERVER_CPU}`, load_generators_and_redis: `cpu ${CLIENT_CPU}` } : false,
   load: { connections: CONNECTIONS, load_generator_processes: WORKERS, seconds_per_run: SECONDS, quiet_rate_per_s: QUIET_RATE, burst_rate_per_s: BURST_RATE, burst: 10, message_bytes: SIZE, namespaces: NAMESPACES },
   target: { channel_cpu_per_delivery_vs_ws_broadcast_at_most: TARGET_RATIO }

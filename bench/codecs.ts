@@ -38,13 +38,13 @@
 import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { writeFile } from 'node:fs/promises'
-import { cpus, loadavg } from 'node:os'
+import { loadavg } from 'node:os'
 import type { Envelope } from '../lib/backplane/types.js'
 import { dataFrame } from '../lib/core/frame.js'
 import type { WireProtocol } from '../lib/core/protocol.js'
 import { JSON_WIRE } from '../lib/protocols/centrifuge/json-codec.js'
 import { PROTOBUF_WIRE } from '../lib/protocols/centrifuge/protobuf-codec.js'
-import { ask, PIN, percentiles, pin, sleep, start } from './harness.js'
+import { ask, pin, machine, PIN, percentiles, sleep, start } from './harness.js'
 import { merge } from './loadgen/histogram.js'
 import type { WorkerConfig } from './loadgen/worker.js'
 
@@ -322,7 +322,7 @@ const output: Record<string, unknown> = {
   benchmark: 'Centrifugo-compatible endpoint: JSON against Protobuf clients, CPU and bytes per delivery',
   command: 'npm run bench:codecs',
   date: new Date().toISOString(),
-  machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version, load_average_1m_before: round2(loadavg()[0] as number) },
+  machine: machine({ load_average_1m_before: round2(loadavg()[0] as number) }),
   pinned: PIN ? { server: `cpu ${SERVER_CPU}`, load_generators: `cpu ${CLIENT_CPU}` } : false,
   load: { connections: CONNECTIONS, load_generator_processes: WORKERS, seconds_per_run: SECONDS, quiet_rate_per_s: QUIET_RATE, burst_rate_per_s: BURST_RATE, burst: 10, message_bytes: SIZE, bytes_connections: BYTES_CONNECTIONS }
 }

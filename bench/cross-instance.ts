@@ -15,11 +15,10 @@
 import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { writeFile } from 'node:fs/promises'
-import { cpus } from 'node:os'
 import { createSigner } from 'fast-jwt'
 import { WebSocket } from 'ws'
 import { freePort, spawnRedis as startRedis } from '../test/redis-helpers.js'
-import { sleep, spawn } from './harness.js'
+import { machine, sleep, spawn } from './harness.js'
 
 const SECRET = 'bench-secret-bench-secret-bench-secret'
 const CLIENTS_PER_INSTANCE = Number(process.env.CLIENTS ?? 20)
@@ -137,7 +136,7 @@ const expectedPerInstance = MESSAGES * CLIENTS_PER_INSTANCE
 const result = {
   benchmark: 'cross-instance latency and Redis recovery',
   command: 'npm run bench:redis',
-  machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
+  machine: machine(),
   load: { instances: 3, clients_per_instance: CLIENTS_PER_INSTANCE, baseline_clients: 3 * CLIENTS_PER_INSTANCE, messages: MESSAGES, rate_per_s: RATE },
   latency: {
     same_instance_via_redis: percentiles(latencies.get('A') ?? []),

@@ -19,6 +19,11 @@ export function spawn (script: string, env: Record<string, string> = {}, execArg
  * server, and the figures would measure the machine, as if the attacker were
  * on another one.
  */
+/** The machine a result was measured on, with what a bench adds (load averages, limits). */
+export function machine (extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { cpus: cpus().length, model: cpus()[0]?.model, node: process.version, ...extra }
+}
+
 export const PIN = process.env.PIN !== '0' && cpus().length >= 2
 
 /** Pins a process to one CPU with taskset (when PIN). */

@@ -11,9 +11,8 @@
 import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { writeFile } from 'node:fs/promises'
-import { cpus } from 'node:os'
 import { freePort, spawnRedis } from '../test/redis-helpers.js'
-import { ask, percentiles, reports, sleep, spawn } from './harness.js'
+import { ask, machine, percentiles, reports, sleep, spawn } from './harness.js'
 import type { WorkerConfig } from './loadgen/worker.js'
 
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 50_000)
@@ -76,7 +75,7 @@ report = await reports(workers)
 const result = {
   benchmark: 'connections over several processes joined by Redis',
   command: 'npm run bench:multi',
-  machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },
+  machine: machine(),
   load: { connections_requested: CONNECTIONS, instances: INSTANCES, load_generator_processes: workerCount, rate_per_s: RATE, seconds: SECONDS },
   connections,
   connections_per_instance: perInstance.map((s) => s.connections),

@@ -36,12 +36,12 @@ import type { ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import { writeFile } from 'node:fs/promises'
-import { cpus, loadavg } from 'node:os'
+import { loadavg } from 'node:os'
 import { createSigner } from 'fast-jwt'
 import { Redis } from 'ioredis'
 import { slotTag } from '../lib/backplane/slot.js'
 import { freePort, spawnRedis } from '../test/redis-helpers.js'
-import { ask, PIN, percentiles, pin, sleep, start } from './harness.js'
+import { ask, pin, machine, PIN, percentiles, sleep, start } from './harness.js'
 import { merge } from './loadgen/histogram.js'
 import type { SdkClientsConfig, SubscriptionAccount } from './loadgen/sdk-clients.js'
 
@@ -422,7 +422,7 @@ const output = {
   benchmark: 'recovery storm: centrifuge-js clients recover across instance and Redis restarts',
   command: 'npm run bench:storm',
   date: new Date().toISOString(),
-  machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version, load_average_1m_after: Math.round(loadavg()[0] * 100) / 100 },
+  machine: machine({ load_average_1m_after: Math.round(loadavg()[0] * 100) / 100 }),
   pinned: PIN ? { servers_and_redis: `cpu ${SERVER_CPU}`, clients_and_publisher: `cpu ${CLIENT_CPU}` } : false,
   load: { clients: CLIENTS, load_generator_processes: WORKERS, channels: CHANNELS, subscriptions: 'client i: channel i mod channels; every fifth client: all', publications: PUBLICATIONS, rate_per_s: RATE, sdk: 'centrifuge-js 5.8 with its default backoff and timeouts, ws as WebSocket' },
   results

@@ -21,8 +21,8 @@
 import type { ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { writeFile } from 'node:fs/promises'
-import { cpus, loadavg } from 'node:os'
-import { ask, distribution, percentiles, reports, sleep, spawn } from './harness.js'
+import { loadavg } from 'node:os'
+import { ask, distribution, machine, percentiles, reports, sleep, spawn } from './harness.js'
 import type { WorkerConfig } from './loadgen/worker.js'
 
 const CONNECTIONS = Number(process.env.CONNECTIONS ?? 10_000)
@@ -156,7 +156,7 @@ for (const result of results) {
 const output = {
   benchmark: 'fan-out to many WebSocket connections',
   command: 'npm run bench',
-  machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version, load_average_1m_at_start: loadAverage },
+  machine: machine({ load_average_1m_at_start: loadAverage }),
   load: { pattern: PATTERN, users: USERS, connections: CONNECTIONS, load_generator_processes: WORKERS, seconds_per_run: SECONDS, quiet_rate_per_s: QUIET_RATE, burst_rate_per_s: BURST_RATE, burst: 10, message_bytes: SIZE },
   results
 }

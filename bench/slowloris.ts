@@ -29,10 +29,10 @@ import { once } from 'node:events'
 import { readFileSync } from 'node:fs'
 import { writeFile } from 'node:fs/promises'
 import { request } from 'node:http'
-import { cpus, loadavg } from 'node:os'
+import { loadavg } from 'node:os'
 import { createSigner } from 'fast-jwt'
 import { WebSocket } from 'ws'
-import { ask, PIN, pin, sleep, start } from './harness.js'
+import { ask, pin, machine, PIN, sleep, start } from './harness.js'
 import { ATTACK_KINDS, sourceAddress, type AttackConfig, type AttackKind, type KindReport } from './loadgen/slowloris.js'
 
 // A little over the servers' 20,000 files, so that a server that holds
@@ -218,7 +218,7 @@ const limit = /Max open files\s+(\d+)/.exec(readFileSync('/proc/self/limits', 'u
 const output = {
   benchmark: 'slow requests (slowloris): unfinished upgrades and endless bodies, with and without the hardening',
   command: 'npm run bench:slowloris',
-  machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version, open_files_per_process: Number(limit), load_average_1m_before: loadBefore[0], load_average_1m_after: loadAfter[0], pinned: PIN ? { servers_and_legitimate_client: 'cpu 0', attackers: 'cpu 1' } : false },
+  machine: machine({ open_files_per_process: Number(limit), load_average_1m_before: loadBefore[0], load_average_1m_after: loadAfter[0], pinned: PIN ? { servers_and_legitimate_client: 'cpu 0', attackers: 'cpu 1' } : false }),
   attack: { connections_per_server: COUNT, rate_per_s_per_server: RATE, attacker_processes: ATTACKERS, source_addresses: Object.fromEntries(ATTACK_KINDS.map((kind) => [kind, attackers.map((_, i) => sourceAddress(kind, i))])), per_kind: perKind, trickle_ms: TRICKLE_MS, window_s: WINDOW_S, probe_every_ms: PROBE_MS },
   results
 }
