@@ -26,6 +26,10 @@ const skip = process.env.FANOUT_SKIP_BROWSER === '1'
 /** How long any one wait on the page may take (a restart and the SDK's back-off included). */
 const WAIT = 15_000
 
+// Three browser sessions, two example servers each and a Redis: longer than
+// .taprc's 60 s per file when the machine is busy (each step waits up to WAIT).
+t.setTimeout(180_000)
+
 const example = '../example/server.ts'
 
 async function launch (t: Test): Promise<Browser> {
