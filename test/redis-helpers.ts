@@ -78,10 +78,28 @@ async function stop (child: ChildProcess): Promise<void> {
   await exited
 }
 
+/**
+ * Starts a redis-server on a free port (the arguments may take more free
+ * ports), and again on others when one was taken meanwhile: test files run
+ * side by side, and another may have picked the same port between the check
+ * and the bind.
+ */
+async function spawnOnFreePort (args: (port: number) => Promise<string[]>): Promise<{ port: number, child: ChildProcess }> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort()
+    try {
+      return { port, child: await spawnRedis(port, await args(port)) }
+    } catch (err) {
+      if (attempt === 5 || !(err as Error).message.includes('Address already in use')) throw err
+    }
+  }
+}
+
 /** Starts a redis-server on a free port; stopped by PID when the test ends. */
 export async function startRedis (t: Test, extra: string[] = []): Promise<RedisServer> {
-  const port = await freePort()
-  let child = await spawnRedis(port, extra)
+  const started = await spawnOnFreePort(async () => extra)
+  const { port } = started
+  let child = started.child
   t.teardown(async () => { await stop(child) })
   return {
     port,
@@ -106,18 +124,21 @@ export function inspector (t: Test, port: number): Redis {
 
 /** A three-master Redis Cluster on free ports, built from redis-server binaries. */
 export async function startCluster (t: Test): Promise<number[]> {
-  const ports = [await freePort(), await freePort(), await freePort()]
+  const ports: number[] = []
   const work = await mkdtemp(join(tmpdir(), 'fanout-cluster-'))
   const children: ChildProcess[] = []
   t.teardown(async () => {
     for (const child of children) await stop(child)
     await rm(work, { recursive: true, force: true })
   })
-  for (const port of ports) {
+  for (let node = 0; node < 3; node++) {
     // The bus port defaults to port + 10000, which lands in the ephemeral
     // range; pick it from the low range too (a CI run lost a node to it).
-    const busPort = await freePort()
-    children.push(await spawnRedis(port, ['--cluster-enabled', 'yes', '--cluster-port', String(busPort), '--cluster-config-file', join(work, `nodes-${port}.conf`), '--dir', work]))
+    const { port, child } = await spawnOnFreePort(async (port) => [
+      '--cluster-enabled', 'yes', '--cluster-port', String(await freePort()), '--cluster-config-file', join(work, `nodes-${port}.conf`), '--dir', work
+    ])
+    ports.push(port)
+    children.push(child)
   }
   const create = spawn('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', '0', '--cluster-yes'], { stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
