@@ -34,7 +34,8 @@ async function hold (t: Test, url: string, first: string, trickle: string): Prom
   socket.write(first)
   const timer = setInterval(() => { if (socket.writable) socket.write(trickle) }, 100)
   const safety = setTimeout(() => { socket.destroy() }, 10_000)
-  await once(socket, 'close')
+  // Not events.once: it rejects on the 'error' of a reset, which is expected here.
+  await new Promise((resolve) => socket.once('close', resolve))
   clearInterval(timer)
   clearTimeout(safety)
   return { heldMs: Date.now() - started, answer }
