@@ -22,6 +22,8 @@ export function serializeData (data: unknown): Buffer {
 export interface PublicationData {
   readonly bytes: Buffer
   readonly binary: boolean
+  /** The JSON value the bytes hold; undefined when `binary`. */
+  readonly value?: unknown
 }
 
 /**
@@ -38,20 +40,21 @@ export function dataFromBytes (data: Uint8Array): PublicationData {
   if (data.length === 0) throw new InvalidMessageError('bytes must not be empty')
   // A copy: the caller may reuse its buffer once publish returns, and history keeps these.
   const bytes = Buffer.from(data)
-  if (!isJsonText(bytes)) return { bytes, binary: true }
-  return { bytes: bytes.includes(NEWLINE) ? Buffer.from(bytes.map((byte) => byte === NEWLINE ? SPACE : byte)) : bytes, binary: false }
+  const json = jsonIn(bytes)
+  if (json === undefined) return { bytes, binary: true }
+  return { bytes: bytes.includes(NEWLINE) ? Buffer.from(bytes.map((byte) => byte === NEWLINE ? SPACE : byte)) : bytes, binary: false, value: json.value }
 }
 
 const NEWLINE = 0x0a
 const SPACE = 0x20
 
-function isJsonText (bytes: Buffer): boolean {
-  if (!isUtf8(bytes)) return false
+/** The JSON value that `bytes` hold as UTF-8 text, or undefined when they hold none. */
+export function jsonIn (bytes: Uint8Array): { readonly value: unknown } | undefined {
+  if (!isUtf8(bytes)) return undefined
   try {
-    JSON.parse(bytes.toString())
-    return true
+    return { value: JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString()) }
   } catch {
-    return false
+    return undefined
   }
 }
 

@@ -334,7 +334,7 @@ function publicationData (body: PublishFields): PublicationData {
     const text = body.b64data as string
     if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text) || text.length % 4 !== 0) throw badRequest('b64data is not base64 (standard alphabet, padded)')
     const data = dataFromBytes(Buffer.from(text, 'base64'))
-    if (!data.binary && depthOf(JSON.parse(data.bytes.toString()), MAX_DATA_DEPTH) > MAX_DATA_DEPTH) throw badRequest(tooDeep)
+    if (!data.binary && depthOf(data.value, MAX_DATA_DEPTH) > MAX_DATA_DEPTH) throw badRequest(tooDeep)
     return data
   }
   if (!hasData) {

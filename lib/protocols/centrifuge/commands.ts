@@ -1,4 +1,5 @@
 import { Ajv, type SchemaObject, type ValidateFunction } from 'ajv'
+import type { PublicationData } from '../../core/data.js'
 
 // Client -> server half of the Centrifugo client protocol v2 (JSON): a text
 // frame holds one or more commands, one JSON object a line,
@@ -86,7 +87,7 @@ export interface PublishRequest {
   readonly channel: string
   readonly data?: unknown
   /** The data as the client sent it, when it sent bytes (Protobuf): what is published. */
-  readonly bytes?: Buffer
+  readonly publication?: PublicationData
   /** 0 (or absent) for a plain publication; 1 is Centrifugo's map publish. */
   readonly type?: number
 }

@@ -1,7 +1,7 @@
-import { isUtf8 } from 'node:buffer'
 import { BinaryReader, BinaryWriter, WireType } from '@bufbuild/protobuf/wire'
 import type { Envelope } from '../../backplane/types.js'
 import type { ClientInfo, Publication } from '../../channels/types.js'
+import { dataFromBytes, jsonIn } from '../../core/data.js'
 import type { WireProtocol } from '../../core/protocol.js'
 import type { ClientCodec, ReplyMethod, Result, SubscribeResultFields } from './codec.js'
 import { DEFAULT_MAX_COMMANDS_PER_FRAME, METHODS, type Command, type Method, type ParsedFrame, type ParsedLine, type Requests } from './commands.js'
@@ -314,11 +314,12 @@ function requestOf (method: Method, command: pb.Command): Requests[Method] | str
     }
     case 'publish': {
       const request = command.publish as pb.PublishRequest
+      // Published as they came: re-serializing the value would change them (1e2, 64-bit integers).
+      const publication = request.data === undefined || request.data.length === 0 ? undefined : dataFromBytes(request.data)
       return withChannel(method, request.channel) ?? {
         channel: request.channel as string,
-        data: dataOf(request.data),
-        // Published as they came: re-serializing the value would change them (1e2, 64-bit integers).
-        bytes: request.data !== undefined && request.data.length > 0 ? request.data : undefined,
+        data: publication === undefined ? undefined : publication.binary ? publication.bytes : publication.value,
+        publication,
         type: request.type
       }
     }
@@ -354,10 +355,5 @@ function withChannel (method: Method, channel: string | undefined): string | und
  */
 function dataOf (bytes: Buffer | undefined): unknown {
   if (bytes === undefined || bytes.length === 0) return undefined
-  if (isUtf8(bytes)) {
-    try {
-      return JSON.parse(bytes.toString())
-    } catch {}
-  }
-  return bytes
+  return (jsonIn(bytes) ?? { value: bytes }).value
 }

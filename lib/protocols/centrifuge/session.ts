@@ -7,7 +7,7 @@ import type { ClientInfo, StreamPosition } from '../../channels/types.js'
 import type { Connection } from '../../core/connection.js'
 import type { ExpiryWheel } from '../../core/expiry.js'
 import type { Registry } from '../../core/registry.js'
-import { dataFromBytes, depthOf, MAX_DATA_DEPTH } from '../../core/data.js'
+import { depthOf, MAX_DATA_DEPTH } from '../../core/data.js'
 import type { FanoutMetrics } from '../../metrics.js'
 import type { TokenClaims } from '../../types.js'
 import { DisconnectCode, ErrorCode, UnsubscribeCode, type Advice, type ReplyError } from './codes.js'
@@ -523,7 +523,7 @@ export class Session {
     if (rule !== true && !(await this.#hook('publish', rule(this.connection, params.channel, data)))) throw new CommandError(ErrorCode.PERMISSION_DENIED)
     try {
       // A Protobuf client's bytes as they came; a JSON client's value as JSON text.
-      const { bytes, binary } = params.bytes === undefined ? { bytes: Buffer.from(JSON.stringify(data)), binary: false } : dataFromBytes(params.bytes)
+      const { bytes, binary } = params.publication ?? { bytes: Buffer.from(JSON.stringify(data)), binary: false }
       await this.#context.channels.publish(params.channel, subscription.namespace, bytes, { info: subscription.info, binary })
     } catch (err) {
       this.#context.log.warn({ err, channel: params.channel }, 'fanout: client publication failed')
